@@ -1,0 +1,199 @@
+"""The typed configuration model (pure). Loading and layering of sources is in sources.py.
+
+Durations are written `250ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds);
+sizes `512`, `64KiB`, `1MiB`, `1MB`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from yarl import URL
+
+from .auth.config import CallbackAuthSettings
+from .jobs import AtkStatus
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3,
+    "gib": 1024**3, None: 1,
+}  # fmt: skip
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"invalid duration {value!r} (use e.g. 250ms, 30s, 5m, 2h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"invalid size {value!r} (use e.g. 512, 64KiB, 1MiB)")
+    unit = match.group(2).lower() if match.group(2) else None
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _yaml_if_text(value: Any) -> Any:
+    """Lists given as text (from the environment or -D) are parsed as YAML/JSON."""
+    return yaml.safe_load(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Listen(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class Upstream(Section):
+    url: str = "http://127.0.0.1:8081"
+    timeout: Duration = 30.0
+    connect_timeout: Duration = 5.0
+    max_connections: int = Field(100, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_http(cls, value: str) -> str:
+        url = URL(value)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class Store(Section):
+    url: str = "sqlite:///atkproxy-jobs.db"
+    retention: Duration = 7 * 86400.0
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "sqlite:///")):
+            raise ValueError(f"unsupported store {value!r} (use memory:// or sqlite:///path)")
+        return value
+
+
+IdFrom = Literal["path", "query", "header", "body", "assign"]
+InjectTo = Literal["query", "header", "body"]
+
+
+class IdSource(Section):
+    """One way to find the instance id; a route tries its sources in order."""
+
+    source: IdFrom = Field(alias="from")
+    name: str | None = None  # path parameter, query parameter, header, or JSON pointer (body)
+    inject: InjectTo | None = None  # assign only: where the backend is told the new id
+
+    @model_validator(mode="after")
+    def _complete(self) -> IdSource:
+        if self.source != "assign" and not self.name:
+            raise ValueError(f"id source '{self.source}' needs a name")
+        if self.inject and not self.name:
+            raise ValueError("an assigned id injected upstream needs a name")
+        if self.source == "body" and not self.name.startswith("/"):  # type: ignore[union-attr]
+            raise ValueError(f"body id source needs a JSON pointer, got {self.name!r}")
+        return self
+
+
+class Route(Section):
+    path: str
+    methods: list[str] = ["POST", "PUT", "PATCH", "DELETE"]
+    start: bool = False  # a start answers with the request's JSON object, id set
+    json_body: bool | None = Field(None, alias="json")  # body must be JSON (default: start)
+    id: list[IdSource] = [IdSource.model_validate({"from": "assign"})]
+    replay_safe: bool = False  # may be re-run after a crash interrupted it
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [m.upper() for m in value]
+
+    @property
+    def wants_json(self) -> bool:
+        return self.start if self.json_body is None else self.json_body
+
+
+class AsyncSection(Section):
+    max_body: Size = 1024 * 1024
+    max_inflight: int = Field(16, ge=1)  # background upstream calls at once
+    max_queue: int = Field(1000, ge=1)  # accepted jobs waiting; beyond it, 503 + Retry-After
+    retry_after: int = Field(1, ge=0)  # seconds, on the 202 and on 503s
+    routes: Annotated[list[Route], BeforeValidator(_yaml_if_text)] = []
+
+
+class Callback(Section):
+    timeout: Duration = 10.0
+    no_callback_statuses: Annotated[list[int], BeforeValidator(_yaml_if_text)] = [401, 403]
+    auth: CallbackAuthSettings = CallbackAuthSettings()
+
+
+class StatusRule(Section):
+    """First matching rule wins; `status` patterns are `2xx`, `404` or `*`."""
+
+    status: list[str] = ["*"]
+    pointer: str | None = None
+    values: dict[str, AtkStatus] | None = None
+    probe: str | None = None  # GET this path template; its status maps via probe_map
+    probe_map: dict[int, AtkStatus] = {200: AtkStatus.ACTIVE, 404: AtkStatus.COMPLETED}
+    result: AtkStatus | None = None
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> StatusRule:
+        kinds = [self.pointer is not None, self.probe is not None, self.result is not None]
+        if sum(kinds) != 1:
+            raise ValueError("a status rule needs exactly one of: pointer (+values), probe, result")
+        if self.pointer is not None and not self.values:
+            raise ValueError("a pointer rule needs a values map")
+        return self
+
+
+class StatusSection(Section):
+    rules: Annotated[list[StatusRule], BeforeValidator(_yaml_if_text)] = []
+
+
+class Management(Section):
+    prefix: str = "/_atk"
+
+    @field_validator("prefix")
+    @classmethod
+    def _slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value.rstrip("/")
+
+
+class Logging(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(Section):
+    listen: Listen = Listen()
+    upstream: Upstream = Upstream()
+    store: Store = Store()
+    async_: AsyncSection = Field(AsyncSection(), alias="async")
+    callback: Callback = Callback()
+    status: StatusSection = StatusSection()
+    management: Management = Management()
+    logging: Logging = Logging()
