@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import json
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -39,11 +40,15 @@ class AtkStatus(enum.StrEnum):
 ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.ACCEPTED: frozenset({JobState.RUNNING, JobState.FINISHED}),
     JobState.RUNNING: frozenset({JobState.FINISHED, JobState.ACCEPTED}),
-    JobState.FINISHED: frozenset({JobState.DELIVERING}),
+    JobState.FINISHED: frozenset({JobState.DELIVERING}),  # in the same save as FINISHED
     JobState.DELIVERING: frozenset({JobState.DELIVERED, JobState.DEAD, JobState.DELIVERING}),
     JobState.DELIVERED: frozenset(),
     JobState.DEAD: frozenset({JobState.DELIVERING}),
 }
+
+# A finished job that owes a callback moves on to `delivering` in the same save, so a job
+# found in `finished` owes nothing: these three states end a job's life.
+TERMINAL = frozenset({JobState.FINISHED, JobState.DELIVERED, JobState.DEAD})
 
 Headers = list[tuple[str, str]]
 
@@ -204,3 +209,13 @@ def from_record(rec: dict[str, Any]) -> Job:
         reason=rec["reason"],
         attempts=tuple(Attempt(*a) for a in rec["attempts"]),
     )
+
+
+def dumps(job: Job) -> str:
+    # ensure_ascii (the default) keeps lone surrogates, which aiohttp puts in headers
+    # that were not UTF-8, storable: they become \udcXX escapes instead of failing to encode.
+    return json.dumps(to_record(job))
+
+
+def loads(text: str | bytes) -> Job:
+    return from_record(json.loads(text))

@@ -6,6 +6,7 @@ sizes `512`, `64KiB`, `1MiB`, `1MB`.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -20,9 +21,15 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
-    "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3,
-    "gib": 1024**3, None: 1,
-}  # fmt: skip
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    None: 1,
+}
 
 
 def parse_duration(value: Any) -> float:
@@ -47,6 +54,18 @@ def parse_size(value: Any) -> int:
 def _yaml_if_text(value: Any) -> Any:
     """Lists given as text (from the environment or -D) are parsed as YAML/JSON."""
     return yaml.safe_load(value) if isinstance(value, str) else value
+
+
+def _str_keys(value: Any) -> Any:
+    """YAML reads `1: Active` with an int key; values are matched as JSON text."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else json.dumps(k): v for k, v in value.items()}
+    return value
+
+
+def _str_items(value: Any) -> Any:
+    """Status patterns: `404` and `"404"` alike."""
+    return [str(v) for v in value] if isinstance(value, list) else value
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -134,6 +153,7 @@ class AsyncSection(Section):
     max_inflight: int = Field(16, ge=1)  # background upstream calls at once
     max_queue: int = Field(1000, ge=1)  # accepted jobs waiting; beyond it, 503 + Retry-After
     retry_after: int = Field(1, ge=0)  # seconds, on the 202 and on 503s
+    drain_timeout: Duration = 10.0  # on shutdown, how long running jobs may finish
     routes: Annotated[list[Route], BeforeValidator(_yaml_if_text)] = []
 
 
@@ -146,9 +166,10 @@ class Callback(Section):
 class StatusRule(Section):
     """First matching rule wins; `status` patterns are `2xx`, `404` or `*`."""
 
-    status: list[str] = ["*"]
+    status: Annotated[list[str], BeforeValidator(_str_items)] = ["*"]
+    methods: list[str] = ["*"]  # request methods the rule is for
     pointer: str | None = None
-    values: dict[str, AtkStatus] | None = None
+    values: Annotated[dict[str, AtkStatus] | None, BeforeValidator(_str_keys)] = None
     probe: str | None = None  # GET this path template; its status maps via probe_map
     probe_map: dict[int, AtkStatus] = {200: AtkStatus.ACTIVE, 404: AtkStatus.COMPLETED}
     result: AtkStatus | None = None

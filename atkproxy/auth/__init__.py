@@ -31,6 +31,9 @@ class CallbackAuth(Protocol):
     async def renew(self) -> bool:
         """The receiver answered 401: renew credentials; True when one retry is worth it."""
 
+    def forget(self, job_id: str) -> None:
+        """The job's delivery is over: drop anything kept for it."""
+
     async def close(self) -> None: ...
 
 
@@ -44,6 +47,9 @@ class NoAuth:
     async def renew(self) -> bool:
         return False
 
+    def forget(self, job_id: str) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 
@@ -52,3 +58,7 @@ def create_auth(settings: CallbackAuthSettings) -> CallbackAuth:
     if settings.type == "none":
         return NoAuth()
     raise ValueError(f"callback.auth.type: {settings.type!r} is not implemented yet")
+
+
+class CallbackAuthError(Exception):
+    """Authentication of a callback could not be done; the message is safe to record."""

@@ -1,0 +1,189 @@
+"""Async requests: validated, recorded, answered 202 before the upstream is called.
+
+Order of checks (the first failure answers): mode value (400), callback URL (400),
+body size (413), JSON where the route needs it (415, 400), instance id (400),
+room in the queue (503 + Retry-After). Nothing is recorded before all have passed;
+the job is committed to the store before the 202 leaves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from .auth import CallbackAuth
+from .errors import Rejected
+from .forward import CHUNK, header_pairs, upstream_headers
+from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
+from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
+from .runner import Runner
+from .settings import IdSource, Settings
+from .store import JobStore
+
+log = structlog.get_logger("atkproxy.accept")
+
+MODE = "X-ATK-Mode"
+CALLBACK = "X-ATK-Callback"
+ASYNC_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A request no route matches gets a new instance id, which the upstream is not told.
+UNMATCHED = (IdSource.model_validate({"from": "assign"}),)
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    is_async: bool
+    via_prefer: bool = False
+
+
+SYNC = Mode(False)
+
+
+def requested_mode(headers: CIMultiDictProxy[str]) -> Mode:
+    """X-ATK-Mode: async|sync (any case), or RFC 7240 Prefer: respond-async."""
+    value = headers.get(MODE)
+    if value is not None:
+        mode = value.strip().lower()
+        if mode not in ("async", "sync"):
+            raise Rejected(400, f"{MODE} must be 'async' or 'sync', got {value!r}")
+        return Mode(mode == "async")
+    prefs = ",".join(headers.getall("Prefer", []))
+    wanted = {p.split(";")[0].split("=")[0].strip().lower() for p in prefs.split(",")}
+    return Mode(True, via_prefer=True) if "respond-async" in wanted else SYNC
+
+
+def callback_url(headers: CIMultiDictProxy[str]) -> str | None:
+    value = headers.get(CALLBACK)
+    if value is None:
+        return None
+    try:
+        url = URL(value.strip())
+    except ValueError:
+        url = URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise Rejected(400, f"{CALLBACK} must be an absolute http or https URL")
+    return str(url)
+
+
+def is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    too_large = Rejected(413, f"request body exceeds async.max_body ({limit} bytes)")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def parse_json(request: web.Request, body: bytes, match: RouteMatch | None) -> Any:
+    """The JSON document of the body: required on JSON routes, used when present elsewhere."""
+    wanted = match is not None and match.route.wants_json
+    if not is_json(request.content_type) or not body:
+        if wanted:
+            raise Rejected(415, "this route takes a JSON body (Content-Type: application/json)")
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise Rejected(400, f"request body is not valid JSON: {exc}") from None
+    if match is not None and match.route.start and not isinstance(doc, dict):
+        raise Rejected(400, "a start takes a JSON object body")
+    return doc
+
+
+def reply_body(match: RouteMatch | None, resolved: Resolved) -> dict[str, Any]:
+    doc = resolved.target.doc
+    if match is not None and match.route.start and isinstance(doc, dict):
+        return {"id": resolved.instance_id, **{k: v for k, v in doc.items() if k != "id"}}
+    return {"id": resolved.instance_id}
+
+
+class Acceptor:
+    def __init__(
+        self, settings: Settings, store: JobStore, runner: Runner, auth: CallbackAuth
+    ) -> None:
+        self._settings = settings
+        self._router = Router(settings.async_.routes)
+        self._store = store
+        self._runner = runner
+        self._auth = auth
+
+    async def accept(self, request: web.Request, mode: Mode) -> web.Response:
+        callback = callback_url(request.headers)
+        body = await read_body(request, self._settings.async_.max_body)
+        match = self._router.match(request.method, request.path)
+        resolved = self._resolve(request, body, match)
+        if not self._runner.has_room():
+            retry = self._settings.async_.retry_after
+            raise Rejected(503, "too many jobs waiting; retry later", retry_after=retry)
+        job = self._job(request, body, match, resolved, callback)
+        await self._store.add(job)
+        self._auth.capture(job.id, request.headers)
+        self._runner.submit(job)
+        log.info(
+            "job accepted",
+            job=job.id,
+            instance=job.instance_id,
+            method=request.method,
+            path=request.path,
+            route=job.route,
+            callback=callback is not None,
+        )
+        return self._reply(job, reply_body(match, resolved), mode)
+
+    def _resolve(self, request: web.Request, body: bytes, match: RouteMatch | None) -> Resolved:
+        headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
+        target = Target(
+            request.raw_path, header_pairs(headers.items()), parse_json(request, body, match)
+        )
+        sources = match.route.id if match else UNMATCHED
+        try:
+            return resolve_id(sources, match.params if match else {}, target, new_instance_id)
+        except IdNotFound as exc:
+            raise Rejected(400, str(exc)) from None
+
+    def _job(
+        self,
+        request: web.Request,
+        body: bytes,
+        match: RouteMatch | None,
+        resolved: Resolved,
+        callback: str | None,
+    ) -> Job:
+        target = resolved.target
+        headers = target.headers
+        if resolved.body_changed:
+            body = json.dumps(target.doc).encode()
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        upstream = UpstreamRequest(request.method, target.path_qs, headers, body)
+        return Job(
+            id=new_job_id(),
+            instance_id=resolved.instance_id,
+            request=upstream,
+            callback_url=callback,
+            route=match.route.path if match else None,
+            replay_safe=match.route.replay_safe if match else False,
+            path_params=match.params if match else {},
+        )
+
+    def _reply(self, job: Job, body: dict[str, Any], mode: Mode) -> web.Response:
+        headers = {
+            "X-ATK-Job": job.id,
+            "Location": f"{self._settings.management.prefix}/jobs/{job.id}",
+            "Retry-After": str(self._settings.async_.retry_after),
+        }
+        if mode.via_prefer:
+            headers["Preference-Applied"] = "respond-async"
+        return web.json_response(body, status=202, headers=headers)

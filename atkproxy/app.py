@@ -1,0 +1,72 @@
+"""create_app: wires the components; each resource is one cleanup context, torn down in reverse."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from . import management
+from .accept import Acceptor
+from .auth import create_auth
+from .callback import Deliverer, callback_session
+from .forward import Upstream
+from .keys import ACCEPTOR, AUTH, DRAINING, RUNNER, SETTINGS, STORE, UPSTREAM
+from .proxy import handle
+from .runner import Runner
+from .settings import Settings
+from .store import JobStore, open_store
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[STORE] = await open_store(app[SETTINGS].store.url)
+    yield
+    await app[STORE].close()
+
+
+async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    up = app[SETTINGS].upstream
+    app[UPSTREAM] = Upstream(up.url, up.timeout, up.connect_timeout, up.max_connections)
+    yield
+    await app[UPSTREAM].close()
+
+
+async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[AUTH] = create_auth(app[SETTINGS].callback.auth)
+    yield
+    await app[AUTH].close()
+
+
+async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with callback_session(settings.callback.timeout) as session:
+        deliverer = Deliverer(session, app[AUTH])
+        runner = Runner(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH])
+        app[RUNNER] = runner
+        app[ACCEPTOR] = Acceptor(settings, app[STORE], runner, app[AUTH])
+        await runner.start()
+        yield
+        await runner.drain(settings.async_.drain_timeout)
+
+
+async def mark_draining(app: web.Application) -> None:
+    app[DRAINING][0] = True
+
+
+def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Application:
+    """The proxy as an aiohttp application; `store` replaces the one store.url names."""
+    app = web.Application(handler_args={"max_field_size": 16 * 1024})
+    app[SETTINGS] = settings
+    app[DRAINING] = [False]
+    contexts: list[Context] = [upstream_ctx, auth_ctx, runner_ctx]
+    if store is None:
+        contexts.insert(0, store_ctx)
+    else:
+        app[STORE] = store
+    app.cleanup_ctx.extend(contexts)
+    app.on_shutdown.append(mark_draining)
+    management.add_routes(app, settings.management.prefix)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

@@ -1,0 +1,81 @@
+"""Callback delivery: the one client that talks to callback receivers.
+
+A delivery POSTs the upstream's answer as the sync call would have returned it, with
+the X-ATK-* headers that say what it is, authenticated by the configured mode. No
+redirect is followed, no cookie is kept. An answer of 2xx is a delivery; anything
+else, or no answer within callback.timeout, is a failed attempt.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from .auth import CallbackAuth, CallbackAuthError, CallbackRequest
+from .jobs import Attempt, Job
+
+
+def callback_session(timeout: float) -> aiohttp.ClientSession:
+    """The callback client; the single place where connections to receivers are made."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("Content-Type",),
+    )
+
+
+def callback_headers(job: Job, attempt: int) -> CIMultiDict[str]:
+    assert job.result is not None and job.status is not None
+    headers: CIMultiDict[str] = CIMultiDict()
+    if job.result.content_type:
+        headers["Content-Type"] = job.result.content_type
+    headers["X-ATK-Status"] = job.status.value
+    headers["X-ATK-Job"] = job.id
+    headers["X-ATK-Instance-Id"] = job.instance_id
+    headers["X-ATK-Upstream-Status"] = str(job.result.status)
+    headers["X-ATK-Attempt"] = str(attempt)
+    return headers
+
+
+class Deliverer:
+    def __init__(self, session: aiohttp.ClientSession, auth: CallbackAuth) -> None:
+        self._session = session
+        self._auth = auth
+
+    async def deliver(self, job: Job) -> Attempt:
+        """One delivery attempt (with one renewal and retry on a 401), never raising."""
+        started = time.time()
+        status, error = None, None
+        try:
+            status = await self._post(job, len(job.attempts) + 1)
+        except CallbackAuthError as exc:
+            error = f"callback authentication failed: {exc}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"callback failed: {describe(exc)}"
+        return Attempt(started, status, error, round(time.time() - started, 6))
+
+    async def _post(self, job: Job, attempt: int) -> int:
+        status = await self._send(job, attempt)
+        if status == 401 and await self._auth.renew():
+            status = await self._send(job, attempt)
+        return status
+
+    async def _send(self, job: Job, attempt: int) -> int:
+        assert job.callback_url is not None and job.result is not None
+        request = CallbackRequest(URL(job.callback_url), callback_headers(job, attempt), job)
+        await self._auth.apply(request)
+        async with self._session.post(
+            request.url, headers=request.headers, data=job.result.body, allow_redirects=False
+        ) as response:
+            await response.read()
+            return response.status
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer within callback.timeout"
+    return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__

@@ -1,0 +1,60 @@
+"""The catch-all handler: async requests are accepted, everything else passes through."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from .accept import ASYNC_METHODS, requested_mode
+from .errors import Rejected, json_error
+from .forward import CHUNK, Upstream, UpstreamError, hop_filtered, upstream_headers
+from .keys import ACCEPTOR, UPSTREAM
+
+log = structlog.get_logger("atkproxy.proxy")
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    try:
+        mode = requested_mode(request.headers)
+        if mode.is_async and request.method in ASYNC_METHODS:
+            return await request.app[ACCEPTOR].accept(request, mode)
+        return await pass_through(request, request.app[UPSTREAM])
+    except Rejected as exc:
+        log.warning(
+            "request rejected",
+            status=exc.status,
+            reason=exc.message,
+            method=request.method,
+            path=request.path,
+        )
+        return json_error(exc.status, exc.message, exc.retry_after)
+
+
+async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamResponse:
+    headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
+    body = request.content.iter_chunked(CHUNK) if request.body_exists else None
+    response: web.StreamResponse | None = None
+    try:
+        async with upstream.stream(request.method, request.raw_path, headers, body) as answer:
+            response = web.StreamResponse(
+                status=answer.status,
+                reason=answer.response.reason,
+                headers=hop_filtered(answer.headers),
+            )
+            await response.prepare(request)
+            async for chunk in answer.chunks():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    except UpstreamError as exc:
+        log.warning(
+            "upstream error",
+            status=exc.status,
+            reason=str(exc),
+            method=request.method,
+            path=request.path,
+            streaming=response is not None,
+        )
+        if response is not None:
+            raise  # the answer has begun: all that is left is to cut the connection
+        return json_error(exc.status, str(exc))

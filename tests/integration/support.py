@@ -1,0 +1,112 @@
+"""Test upstreams and polling helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+ASYNC = {"X-ATK-Mode": "async"}
+TERMINAL = ("finished", "delivered", "dead")
+
+
+class Echo:
+    """An upstream that answers with what it received, and can be held until released."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.arrived: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.release = asyncio.Event()
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.router.add_route("*", "/hold/{tail:.*}", self.hold)
+        self.app.router.add_route("*", "/status/{code}", self.status)
+        self.app.router.add_post("/sha256", self.sha256)
+        self.app.router.add_get("/bytes/{count}", self.download)
+        self.app.router.add_get("/cookies", self.cookies)
+        self.app.router.add_route("*", "/{tail:.*}", self.echo)
+
+    async def record(self, request: web.Request) -> dict[str, Any]:
+        seen = {
+            "method": request.method,
+            "path_qs": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body": (await request.read()).decode("latin-1"),
+        }
+        self.seen.append(seen)
+        self.arrived.put_nowait(seen)
+        return seen
+
+    async def echo(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.record(request), headers={"X-Upstream": "echo"})
+
+    async def hold(self, request: web.Request) -> web.Response:
+        seen = await self.record(request)
+        await self.release.wait()
+        return web.json_response(seen)
+
+    async def status(self, request: web.Request) -> web.Response:
+        await self.record(request)
+        code = int(request.match_info["code"])
+        body = None if code in (204, 304) else f'{{"code": {code}}}'.encode()
+        return web.Response(status=code, body=body, content_type="application/json")
+
+    async def sha256(self, request: web.Request) -> web.Response:
+        digest = hashlib.sha256()
+        async for chunk in request.content.iter_chunked(65536):
+            digest.update(chunk)
+        return web.json_response(
+            {
+                "sha256": digest.hexdigest(),
+                "chunked": request.headers.get("Transfer-Encoding") == "chunked",
+            }
+        )
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        count = int(request.match_info["count"])
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        for offset in range(0, count, 65536):
+            await response.write(pattern(offset, min(65536, count - offset)))
+        await response.write_eof()
+        return response
+
+    async def cookies(self, request: web.Request) -> web.Response:
+        response = web.Response(text="ok")
+        response.headers.add("Set-Cookie", "a=1")
+        response.headers.add("Set-Cookie", "b=2")
+        return response
+
+
+def pattern(offset: int, size: int) -> bytes:
+    return bytes((offset + i) % 251 for i in range(size))
+
+
+def header_names(seen: dict[str, Any]) -> set[str]:
+    return {name.lower() for name, _ in seen["headers"]}
+
+
+async def job_view(client: TestClient[Any, Any], location: str) -> dict[str, Any]:
+    async with client.get(location) as response:
+        assert response.status == 200, await response.text()
+        view: dict[str, Any] = await response.json()
+        return view
+
+
+async def wait_job(
+    client: TestClient[Any, Any],
+    location: str,
+    states: tuple[str, ...] = TERMINAL,
+    deadline: float = 10.0,
+) -> dict[str, Any]:
+    """Poll the job API until the job is in one of `states`, failing after `deadline` s."""
+    end = time.monotonic() + deadline
+    while True:
+        view = await job_view(client, location)
+        if view["state"] in states:
+            return view
+        assert time.monotonic() < end, f"job still {view['state']} after {deadline}s"
+        await asyncio.sleep(0.02)

@@ -1,0 +1,179 @@
+"""Async requests: bad input is refused with a clear JSON error and nothing is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from atkproxy.jobs import JobState
+from atkproxy.store.memory import MemoryStore
+
+from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
+from .support import ASYNC, Echo, header_names, wait_job
+
+JSON_ROUTE = {
+    "path": "/{workflow}",
+    "methods": ["POST"],
+    "start": True,
+    "id": [{"from": "assign", "inject": "query", "name": "businessKey"}],
+}
+
+
+@pytest.fixture
+def echo() -> Echo:
+    return Echo()
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+async def upstream(echo: Echo, aiohttp_server: ServerFactory) -> str:
+    return await start_app(aiohttp_server, echo.app)
+
+
+@pytest.fixture
+async def proxy(
+    upstream: str, store: MemoryStore, make_proxy: ProxyFactory
+) -> TestClient[Any, Any]:
+    config = {"async": {"max_body": "1KiB", "routes": [JSON_ROUTE]}}
+    return await make_proxy(upstream, config, automatiko=False, store=store)
+
+
+async def stored(store: MemoryStore) -> int:
+    return len(await store.in_states(JobState))
+
+
+async def chunks(total: int) -> AsyncIterator[bytes]:
+    for _ in range(total // 256):
+        yield b"x" * 256
+
+
+BAD = [
+    ("callback-relative", {"X-ATK-Callback": "/cb"}, b"{}", "application/json", 400),
+    ("callback-ftp", {"X-ATK-Callback": "ftp://h/cb"}, b"{}", "application/json", 400),
+    ("callback-garbage", {"X-ATK-Callback": "http://"}, b"{}", "application/json", 400),
+    ("mode-unknown", {"X-ATK-Mode": "later"}, b"{}", "application/json", 400),
+    ("too-large", {}, b'{"a": "' + b"x" * 2000 + b'"}', "application/json", 413),
+    ("not-json-type", {}, b"name=john", "application/x-www-form-urlencoded", 415),
+    ("malformed-json", {}, b'{"name": ', "application/json", 400),
+    ("start-needs-object", {}, b"[1, 2]", "application/json", 400),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "headers", "body", "ctype", "status"), BAD, ids=[b[0] for b in BAD]
+)
+async def test_bad_input_is_refused_and_not_recorded(
+    proxy: TestClient[Any, Any],
+    store: MemoryStore,
+    echo: Echo,
+    case: str,
+    headers: dict[str, str],
+    body: bytes,
+    ctype: str,
+    status: int,
+) -> None:
+    sent = {**ASYNC, "Content-Type": ctype, **headers}
+    async with proxy.post("/registrations", data=body, headers=sent) as r:
+        assert r.status == status
+        assert r.content_type == "application/json"
+        error = await r.json()
+    assert error["status"] == status and error["error"]
+    assert await stored(store) == 0
+    assert echo.seen == []
+
+
+async def test_chunked_body_over_the_limit_is_413(
+    proxy: TestClient[Any, Any], store: MemoryStore
+) -> None:
+    headers = {**ASYNC, "Content-Type": "application/json"}
+    async with proxy.post("/registrations", data=chunks(4096), headers=headers) as r:
+        assert r.status == 413
+    assert await stored(store) == 0
+
+
+async def test_async_headers_are_not_forwarded_and_id_is_injected(
+    proxy: TestClient[Any, Any], echo: Echo, receiver: Receiver
+) -> None:
+    headers = {**ASYNC, "X-ATK-Callback": receiver.url, "X-Trace": "t1"}
+    async with proxy.post("/registrations?x=1", json={"name": "a"}, headers=headers) as r:
+        assert r.status == 202
+        instance_id = (await r.json())["id"]
+    seen = (await receiver.next()).json()
+    assert seen["path_qs"] == f"/registrations?x=1&businessKey={instance_id}"
+    assert not any(name.startswith("x-atk-") for name in header_names(seen))
+    assert "x-trace" in header_names(seen)
+
+
+async def test_prefer_respond_async(proxy: TestClient[Any, Any]) -> None:
+    headers = {"Prefer": "respond-async, wait=10"}
+    async with proxy.post("/registrations", json={"name": "a"}, headers=headers) as r:
+        assert r.status == 202
+        assert r.headers["Preference-Applied"] == "respond-async"
+
+
+async def test_202_does_not_wait_for_the_upstream(
+    proxy: TestClient[Any, Any], echo: Echo, receiver: Receiver
+) -> None:
+    headers = {**ASYNC, "X-ATK-Callback": receiver.url}
+    # The upstream holds every /hold request until released: a proxy that waited for it
+    # before answering would never send the 202, and the timeout below would fail the test.
+    async with asyncio.timeout(5), proxy.put("/hold/1", json={}, headers=headers) as r:
+        assert r.status == 202
+        location = r.headers["Location"]
+    await echo.arrived.get()
+    assert (await wait_job(proxy, location, ("running",)))["status"] is None
+    assert receiver.received == []
+    echo.release.set()
+    callback = await receiver.next()
+    assert callback.headers["X-ATK-Status"] == "Completed"
+
+
+async def test_full_queue_is_503_with_retry_after_and_loses_nothing(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory, store: MemoryStore
+) -> None:
+    config = {"async": {"max_inflight": 1, "max_queue": 1, "retry_after": 7}}
+    proxy = await make_proxy(upstream, config, automatiko=False, store=store)
+    locations = []
+    for n in range(2):
+        async with proxy.put(f"/hold/{n}", json={}, headers=ASYNC) as r:
+            assert r.status == 202
+            locations.append(r.headers["Location"])
+        if n == 0:
+            await echo.arrived.get()  # the first runs; the second waits in the queue
+    async with proxy.put("/hold/2", json={}, headers=ASYNC) as r:
+        assert r.status == 503
+        assert r.headers["Retry-After"] == "7"
+    echo.release.set()
+    for location in locations:
+        assert (await wait_job(proxy, location))["status"] == "Completed"
+    assert await stored(store) == 2
+
+
+async def test_job_api_unknown_id_and_result(proxy: TestClient[Any, Any], echo: Echo) -> None:
+    async with proxy.get("/_atk/jobs/nope") as r:
+        assert r.status == 404
+        assert await r.json() == {"error": "no such job", "status": 404}
+    async with proxy.delete("/status/418", headers=ASYNC) as r:
+        location = r.headers["Location"]
+    view = await wait_job(proxy, location)
+    assert (view["status"], view["upstream"]["status"]) == ("Failed", 418)
+    async with proxy.get(f"{location}/result") as r:
+        assert r.status == 418
+        assert await r.read() == b'{"code": 418}'
+
+
+async def test_health_and_ready(proxy: TestClient[Any, Any]) -> None:
+    for path, expected in [
+        ("/_atk/health", {"status": "ok"}),
+        ("/_atk/ready", {"status": "ready"}),
+    ]:
+        async with proxy.get(path) as r:
+            assert (r.status, await r.json()) == (200, expected)

@@ -1,0 +1,138 @@
+"""Requests without the async header reach the upstream intact, and come back intact."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from .conftest import ProxyFactory, ServerFactory, start_app
+from .support import Echo, header_names, pattern
+
+
+@pytest.fixture
+def echo() -> Echo:
+    return Echo()
+
+
+@pytest.fixture
+async def proxy(
+    echo: Echo, aiohttp_server: ServerFactory, make_proxy: ProxyFactory
+) -> TestClient[Any, Any]:
+    return await make_proxy(await start_app(aiohttp_server, echo.app), automatiko=False)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def test_method_path_and_query_are_kept(proxy: TestClient[Any, Any], method: str) -> None:
+    path_qs = "/a%2Fb/c%20d?x=1&x=2&y=%20&empty="
+    async with proxy.request(method, path_qs) as r:
+        assert r.status == 200
+        assert r.headers["X-Upstream"] == "echo"
+        seen = await r.json()
+    assert (seen["method"], seen["path_qs"]) == (method, path_qs)
+
+
+async def test_headers_repeated_kept_hop_by_hop_dropped_forwarded_added(
+    proxy: TestClient[Any, Any], echo: Echo
+) -> None:
+    headers = [
+        ("X-Multi", "one"),
+        ("X-Multi", "two"),
+        ("Connection", "keep-alive, X-Private"),
+        ("X-Private", "secret"),
+        ("Keep-Alive", "timeout=5"),
+        ("X-Forwarded-For", "10.9.8.7"),
+        ("X-ATK-Mode", "sync"),
+        ("X-ATK-Callback", "http://example.invalid/cb"),
+    ]
+    async with proxy.get("/h", headers=headers) as r:
+        assert r.status == 200
+    seen = echo.seen[-1]
+    assert [v for k, v in seen["headers"] if k == "X-Multi"] == ["one", "two"]
+    assert not {"x-private", "keep-alive", "x-atk-mode", "x-atk-callback"} & header_names(seen)
+    forwarded = dict((k.lower(), v) for k, v in seen["headers"])
+    assert forwarded["x-forwarded-for"] == "10.9.8.7, 127.0.0.1"
+    assert forwarded["x-forwarded-proto"] == "http"
+    assert forwarded["x-forwarded-host"].startswith("127.0.0.1:")
+
+
+async def test_async_header_on_get_is_served_synchronously(
+    proxy: TestClient[Any, Any], echo: Echo
+) -> None:
+    async with proxy.get("/thing", headers={"X-ATK-Mode": "async"}) as r:
+        assert r.status == 200
+        assert "X-ATK-Job" not in r.headers
+    assert "x-atk-mode" not in header_names(echo.seen[-1])
+
+
+async def test_binary_body_round_trip(proxy: TestClient[Any, Any]) -> None:
+    body = bytes(range(256)) * 4
+    headers = {"Content-Type": "application/octet-stream"}
+    async with proxy.post("/bin", data=body, headers=headers) as r:
+        seen = await r.json()
+    assert seen["body"].encode("latin-1") == body
+
+
+@pytest.mark.parametrize("code", [201, 204, 301, 404, 418, 500, 503])
+async def test_status_codes_pass_unchanged(proxy: TestClient[Any, Any], code: int) -> None:
+    async with proxy.get(f"/status/{code}", allow_redirects=False) as r:
+        assert r.status == code
+        assert await r.read() == (b"" if code == 204 else f'{{"code": {code}}}'.encode())
+
+
+async def test_repeated_response_headers(proxy: TestClient[Any, Any]) -> None:
+    async with proxy.get("/cookies") as r:
+        assert r.headers.getall("Set-Cookie") == ["a=1", "b=2"]
+
+
+async def test_large_bodies_stream_both_ways(proxy: TestClient[Any, Any]) -> None:
+    size = 24 * 1024 * 1024
+
+    async def upload() -> AsyncIterator[bytes]:
+        for offset in range(0, size, 1 << 20):
+            yield pattern(offset, 1 << 20)
+
+    async with proxy.post("/sha256", data=upload()) as r:
+        answer = await r.json()
+    expected = hashlib.sha256(b"".join(pattern(o, 1 << 20) for o in range(0, size, 1 << 20)))
+    assert answer == {"sha256": expected.hexdigest(), "chunked": True}
+
+    digest, received = hashlib.sha256(), 0
+    async with proxy.get(f"/bytes/{size}") as r:
+        assert r.headers.get("Transfer-Encoding") == "chunked"
+        async for chunk in r.content.iter_chunked(1 << 16):
+            digest.update(chunk)
+            received += len(chunk)
+    assert received == size
+    assert digest.hexdigest() == expected.hexdigest()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_unreachable_upstream_is_502(make_proxy: ProxyFactory) -> None:
+    proxy = await make_proxy(f"http://127.0.0.1:{closed_port()}", automatiko=False)
+    async with proxy.get("/anything") as r:
+        assert r.status == 502
+        body = await r.json()
+    assert body["status"] == 502
+    assert body["error"].startswith("upstream unavailable")
+
+
+async def test_slow_upstream_is_504(
+    echo: Echo, aiohttp_server: ServerFactory, make_proxy: ProxyFactory
+) -> None:
+    upstream = await start_app(aiohttp_server, echo.app)
+    proxy = await make_proxy(upstream, {"upstream": {"timeout": "200ms"}}, automatiko=False)
+    async with proxy.get("/hold/slow") as r:
+        assert r.status == 504
+        assert await r.json() == {"error": "upstream did not answer in time", "status": 504}
+    echo.release.set()
