@@ -32,7 +32,8 @@ class Layered:
     def add(self, layer: Mapping[str, Any], origin: str) -> None:
         for key, value in layer.items():
             # a deeper key replaces a whole section set lower, and the other way round
-            for old in [k for k in self.values if k.startswith(key + ".") or key.startswith(k + ".")]:
+            nested = [k for k in self.values if k.startswith(key + ".") or key.startswith(k + ".")]
+            for old in nested:
                 del self.values[old]
                 del self.origin[old]
             self.values[key] = value
