@@ -11,7 +11,7 @@ from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
 from .forward import Upstream
-from .keys import ACCEPTOR, AUTH, DRAINING, RUNNER, SETTINGS, STORE, UPSTREAM
+from .keys import ACCEPTOR, AUTH, RUNNER, SETTINGS, STORE, UPSTREAM
 from .proxy import handle
 from .runner import Runner
 from .settings import Settings
@@ -51,22 +51,16 @@ async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
         await runner.drain(settings.async_.drain_timeout)
 
 
-async def mark_draining(app: web.Application) -> None:
-    app[DRAINING][0] = True
-
-
 def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Application:
     """The proxy as an aiohttp application; `store` replaces the one store.url names."""
     app = web.Application(handler_args={"max_field_size": 16 * 1024})
     app[SETTINGS] = settings
-    app[DRAINING] = [False]
     contexts: list[Context] = [upstream_ctx, auth_ctx, runner_ctx]
     if store is None:
         contexts.insert(0, store_ctx)
     else:
         app[STORE] = store
     app.cleanup_ctx.extend(contexts)
-    app.on_shutdown.append(mark_draining)
     management.add_routes(app, settings.management.prefix)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

@@ -1,0 +1,113 @@
+"""The command line as an operator uses it: real processes, real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from .conftest import Receiver, ServerFactory, start_app
+from .support import ASYNC, Echo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def atkproxy(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "atkproxy", *args, cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await atkproxy(*args, env=env)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_check_config_layers_file_env_and_defines() -> None:
+    code, out, _ = await run(
+        "check-config", "--config", "config/automatiko.yaml",
+        "-D", "upstream.timeout=1m", "-D", "listen.port=9001",
+        env={"ATKPROXY_LISTEN__PORT": "9000", "ATKPROXY_ASYNC__MAX_BODY": "2MiB"},
+    )  # fmt: skip
+    assert code == 0
+    effective = yaml.safe_load(out)
+    assert effective["listen"]["port"] == 9001
+    assert effective["upstream"]["timeout"] == 60.0
+    assert effective["async"]["max_body"] == 2 * 1024 * 1024
+    assert effective["upstream"]["url"] == "http://127.0.0.1:8081"
+    assert "#   listen.port: -D" in out
+    assert "#   async.max_body: env" in out
+    assert "#   upstream.url: file config/automatiko.yaml" in out
+
+
+async def test_invalid_config_names_the_key_and_fails() -> None:
+    code, _, err = await run("check-config", "-D", "async.max_body=lots", "-D", "listen.porty=1")
+    assert code == 2
+    assert "async.max_body: Value error, invalid size 'lots'" in err
+    assert "listen.porty: Extra inputs are not permitted" in err
+
+
+async def test_demo_shows_the_exchange() -> None:
+    code, out, _ = await run("demo")
+    assert code == 0
+    assert "--- 202 from the proxy: 202" in out
+    assert "X-ATK-Status: Completed" in out
+    assert '"state": "delivered"' in out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def wait_healthy(session: aiohttp.ClientSession, url: str, deadline: float = 20) -> None:
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            async with session.get(url) as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        assert time.monotonic() < end, "the proxy did not become healthy"
+        await asyncio.sleep(0.05)
+
+
+async def test_serve_logs_json_and_stops_on_sigterm(
+    tmp_path: Path, aiohttp_server: ServerFactory, receiver: Receiver
+) -> None:
+    upstream, port = await start_app(aiohttp_server, Echo().app), free_port()
+    process = await atkproxy(
+        "-D", f"listen.port={port}", "-D", "listen.host=127.0.0.1",
+        "-D", f"upstream.url={upstream}", "-D", f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        await wait_healthy(session, f"{base}/_atk/health")
+        headers = {**ASYNC, "X-ATK-Callback": receiver.url, "Authorization": "Bearer t0ps3cret"}
+        async with session.post(f"{base}/orders", json={}, headers=headers) as r:
+            assert r.status == 202
+            job_id = r.headers["X-ATK-Job"]
+        await receiver.next()
+    process.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    lines = [json.loads(line) for line in err.decode().splitlines()]
+    events = {(line["event"], line.get("job")) for line in lines}
+    assert {("job accepted", job_id), ("job finished", job_id)} <= events
+    assert ("callback delivered", job_id) in events
+    assert "t0ps3cret" not in err.decode()
