@@ -20,9 +20,9 @@ def _time(ts: float) -> str:
 
 
 def redacted_url(url: str) -> str:
-    """Scheme, host and path only: query values and user info may be credentials."""
+    """Query values, user info and fragment hidden: any of them may carry a credential."""
     parsed = URL(url)
-    shown = parsed.with_user(None).with_query({k: "***" for k in parsed.query})
+    shown = parsed.with_user(None).with_query({k: "***" for k in parsed.query}).with_fragment(None)
     return str(shown)
 
 

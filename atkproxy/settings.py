@@ -34,6 +34,8 @@ _SIZE_UNITS = {
 
 def parse_duration(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"invalid duration {value!r}: must not be negative")
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
@@ -43,6 +45,8 @@ def parse_duration(value: Any) -> float:
 
 def parse_size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"invalid size {value!r}: must not be negative")
         return value
     match = _SIZE.match(str(value))
     if not match:
@@ -53,7 +57,12 @@ def parse_size(value: Any) -> int:
 
 def _yaml_if_text(value: Any) -> Any:
     """Lists given as text (from the environment or -D) are parsed as YAML/JSON."""
-    return yaml.safe_load(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}".replace("\n", " ")) from None
 
 
 def _str_keys(value: Any) -> Any:

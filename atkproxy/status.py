@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from jsonpointer import JsonPointerException, resolve_pointer
 
@@ -62,8 +63,9 @@ def _pointer_outcome(rule: StatusRule, result: UpstreamResult) -> AtkStatus | No
 
 
 def _probe(rule: StatusRule, result: UpstreamResult, fields: Mapping[str, str]) -> Probe | None:
+    quoted = {name: quote(value, safe="") for name, value in fields.items()}
     try:
-        path = (rule.probe or "").format_map(fields)
+        path = (rule.probe or "").format_map(quoted)
     except (KeyError, IndexError, ValueError):
         return None
     return Probe(path, rule.probe_map, default_status(result))
