@@ -18,7 +18,8 @@ import yaml
 from aiohttp import web
 
 from ..app import create_app
-from ..settings import Settings
+from ..observability import configure_logging
+from ..settings import Logging, Settings
 from .backend import create_backend
 from .receiver import CallbackReceiver, Received
 
@@ -49,6 +50,7 @@ def show(title: str, status: int | str, headers: Mapping[str, str], body: bytes)
 
 
 async def run_demo() -> int:
+    configure_logging(Logging(format="console"))
     receiver = CallbackReceiver()
     with tempfile.TemporaryDirectory(prefix="atkproxy-demo-") as tmp:
         backend, backend_url = await serve(create_backend())
