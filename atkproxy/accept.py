@@ -130,7 +130,8 @@ class Acceptor:
             raise Rejected(503, "too many jobs waiting; retry later", retry_after=retry)
         job = self._job(request, body, match, resolved, callback)
         await self._store.add(job)
-        self._auth.capture(job.id, request.headers)
+        if job.wants_callback:
+            self._auth.capture(job.id, request.headers)
         self._runner.submit(job)
         log.info(
             "job accepted",

@@ -76,6 +76,9 @@ class Deliverer:
 
 
 def describe(exc: BaseException) -> str:
+    """What went wrong, safe to record: never the URL (its query may carry a credential)."""
     if isinstance(exc, TimeoutError):
         return "no answer within callback.timeout"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "InvalidURL"
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__

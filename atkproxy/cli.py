@@ -14,9 +14,10 @@ import yaml
 from aiohttp import web
 
 from .app import create_app
+from .auth import describe
 from .observability import configure_logging
 from .settings import Settings
-from .sources import ConfigError, Layered, load
+from .sources import ConfigError, Layered, explain, load
 
 COMMANDS = ("serve", "check-config", "demo")
 
@@ -30,6 +31,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--config",
         type=Path,
         help="YAML file (default /etc/atkproxy/config.yaml, else config/atkproxy.yaml)",
+    )
+    parser.add_argument(
+        "--properties", type=Path, help="Automatiko application.properties (auth-* names)"
     )
     parser.add_argument(
         "-D",
@@ -49,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(run_demo())
     try:
-        settings, layered = load(args.config, os.environ, args.defines)
+        settings, layered = load(args.config, os.environ, args.defines, args.properties)
     except ConfigError as exc:
         print(f"atkproxy: {exc}", file=sys.stderr)
         return 2
@@ -63,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def effective_config(settings: Settings, layered: Layered) -> str:
     """The configuration in force, secrets redacted, and where each set value came from."""
     text = yaml.safe_dump(settings.model_dump(mode="json", by_alias=True), sort_keys=False)
-    origins = "".join(f"#   {key}: {origin}\n" for key, origin in sorted(layered.origin.items()))
-    return text + "# values set (the rest are defaults):\n" + (origins or "#   (none)\n")
+    auth = f"# callback auth: {describe(settings.callback.auth)}\n"
+    origins = "".join(f"#   {key}: {origin}\n" for key, _, origin in explain(layered))
+    return text + auth + "# values set (the rest are defaults):\n" + (origins or "#   (none)\n")
 
 
 def serve(settings: Settings) -> None:

@@ -1,0 +1,53 @@
+"""`query`: `<query_name>=<query_value>` appended to the callback URL.
+
+The rest of the callback URL's query is kept as the client wrote it; a parameter of the same
+name given by the client is replaced, so the receiver never sees two competing values.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote_plus
+
+import aiohttp
+from pydantic import SecretStr
+from yarl import URL
+
+from .base import CallbackRequest, StaticAuth
+from .config import CallbackAuthSettings
+
+
+def with_parameter(url: URL, name: str, value: str) -> URL:
+    """`url` with `name=value` last in its query; the other parameters are kept byte for byte."""
+    kept = [
+        part
+        for part in url.raw_query_string.split("&")
+        if part and unquote_plus(part.partition("=")[0]) != name
+    ]
+    added = f"{quote(name, safe='')}={quote(value, safe='')}"
+    return URL.build(
+        scheme=url.scheme,
+        authority=url.raw_authority,
+        path=url.raw_path,
+        query_string="&".join([*kept, added]),
+        fragment=url.raw_fragment,
+        encoded=True,
+    )
+
+
+class QueryAuth(StaticAuth):
+    def __init__(self, name: str, value: SecretStr) -> None:
+        self._name = name
+        self._value = value
+
+    @classmethod
+    def from_settings(
+        cls, settings: CallbackAuthSettings, session: aiohttp.ClientSession | None = None
+    ) -> QueryAuth:
+        assert settings.query_name is not None and settings.query_value is not None
+        return cls(settings.query_name, settings.query_value)
+
+    async def apply(self, request: CallbackRequest) -> None:
+        request.url = with_parameter(request.url, self._name, self._value.get_secret_value())
+
+    def __repr__(self) -> str:
+        return f"QueryAuth(name={self._name!r})"
