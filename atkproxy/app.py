@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+import structlog
 from aiohttp import web
 
 from . import management
@@ -16,14 +17,33 @@ from .proxy import handle
 from .runner import Runner
 from .settings import Settings
 from .store import JobStore, open_store
+from .store.sealed import SealedStore
+
+log = structlog.get_logger("atkproxy")
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[STORE] = await open_store(app[SETTINGS].store.url)
+    settings = app[SETTINGS]
+    store = await open_store(settings.store.url)
+    if not settings.store.url.startswith("memory://"):
+        protected = [*settings.store.protected_headers, *on_behalf_header(settings)]
+        store = SealedStore(store, protected, settings.store.secret_key)
+        if settings.store.secret_key is None:
+            log.warning(
+                "no store.secret_key: credential headers of accepted jobs are kept in memory "
+                "only, and a job recovered after a restart runs without them",
+                headers=protected,
+            )
+    app[STORE] = store
     yield
     await app[STORE].close()
+
+
+def on_behalf_header(settings: Settings) -> list[str]:
+    auth = settings.callback.auth
+    return [auth.on_behalf_name] if auth.type == "on-behalf" else []
 
 
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:

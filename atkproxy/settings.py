@@ -11,7 +11,16 @@ import re
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from cryptography.fernet import Fernet
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from yarl import URL
 
 from .auth.config import CallbackAuthSettings
@@ -108,6 +117,24 @@ class Upstream(Section):
 class Store(Section):
     url: str = "sqlite:///atkproxy-jobs.db"
     retention: Duration = 7 * 86400.0
+    # Credentials among the recorded request headers: encrypted at rest with secret_key (a
+    # Fernet key), or, without one, never written to a durable store (kept in memory only).
+    protected_headers: Annotated[list[str], BeforeValidator(_yaml_if_text)] = [
+        "Authorization", "Proxy-Authorization", "Cookie",
+    ]  # fmt: skip
+    secret_key: SecretStr | None = None
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                Fernet(value.get_secret_value().encode())
+            except ValueError:
+                raise ValueError(
+                    "must be a Fernet key (32 url-safe base64-encoded bytes)"
+                ) from None
+        return value
 
     @field_validator("url")
     @classmethod

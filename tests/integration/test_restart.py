@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
 from .support import ASYNC, Echo, wait_job
@@ -70,3 +71,32 @@ async def test_interrupted_jobs_are_rerun_or_failed_and_queued_jobs_run(
     assert views["queued"]["status"] == "Completed"
     statuses = sorted(c.headers["X-ATK-Status"] for c in receiver.received)
     assert statuses == ["Completed", "Completed", "Failed"]
+
+
+def files_text(folder: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in folder.rglob("*") if path.is_file())
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["secret-key", "no-key"])
+async def test_credentials_never_rest_in_clear_and_replay_only_with_a_key(
+    tmp_path: Path, upstream: str, echo: Echo, make_proxy: ProxyFactory, with_key: bool
+) -> None:
+    config = sqlite_config(tmp_path)
+    if with_key:
+        config["store"]["secret_key"] = Fernet.generate_key().decode()
+    headers = {**ASYNC, "Authorization": "Bearer t0ps3cret", "Cookie": "sid=c00kie"}
+    first = await make_proxy(upstream, config, automatiko=False)
+    async with first.post("/hold/safe", json={}, headers=headers) as r:
+        location = r.headers["Location"]
+    assert [v for k, v in (await echo.arrived.get())["headers"] if k == "Authorization"] == [
+        "Bearer t0ps3cret"
+    ]
+    await first.close()
+    assert b"t0ps3cret" not in files_text(tmp_path / "state")
+    assert b"c00kie" not in files_text(tmp_path / "state")
+
+    echo.release.set()
+    second = await make_proxy(upstream, config, automatiko=False)
+    await wait_job(second, location)
+    replayed = dict(echo.seen[-1]["headers"])
+    assert replayed.get("Authorization") == ("Bearer t0ps3cret" if with_key else None)
