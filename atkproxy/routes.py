@@ -13,13 +13,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
 
 from jsonpointer import JsonPointerException, resolve_pointer, set_pointer
 from yarl import URL
 
 from .jobs import Headers
 from .settings import IdSource, Route
+from .urls import with_query_param
 
 _PARAM = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
 
@@ -98,21 +98,12 @@ def extract(source: IdSource, params: dict[str, str], target: Target) -> str | N
     return None
 
 
-def with_param(path_qs: str, name: str, value: str) -> str:
-    """`name=value` set in the raw query; the rest stays byte for byte as the client sent it."""
-    path, _, query = path_qs.partition("?")
-    key = quote(name, safe="")
-    kept = [p for p in query.split("&") if p and p.split("=", 1)[0] != key]
-    pair = key + "=" + quote(value, safe="")
-    return path + "?" + "&".join([*kept, pair])
-
-
 def inject(source: IdSource, instance_id: str, target: Target) -> Resolved:
     name = source.name or ""
     if source.inject == "query":
-        return Resolved(
-            instance_id, replace(target, path_qs=with_param(target.path_qs, name, instance_id))
-        )
+        path, _, query = target.path_qs.partition("?")
+        path_qs = f"{path}?{with_query_param(query, name, instance_id)}"
+        return Resolved(instance_id, replace(target, path_qs=path_qs))
     if source.inject == "header":
         kept = [(k, v) for k, v in target.headers if k.lower() != name.lower()]
         return Resolved(instance_id, replace(target, headers=[*kept, (name, instance_id)]))

@@ -6,29 +6,22 @@ name given by the client is replaced, so the receiver never sees two competing v
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote_plus
-
 import aiohttp
 from pydantic import SecretStr
 from yarl import URL
 
+from ..urls import with_query_param
 from .base import CallbackRequest, StaticAuth
 from .config import CallbackAuthSettings
 
 
 def with_parameter(url: URL, name: str, value: str) -> URL:
     """`url` with `name=value` last in its query; the other parameters are kept byte for byte."""
-    kept = [
-        part
-        for part in url.raw_query_string.split("&")
-        if part and unquote_plus(part.partition("=")[0]) != name
-    ]
-    added = f"{quote(name, safe='')}={quote(value, safe='')}"
     return URL.build(
         scheme=url.scheme,
         authority=url.raw_authority,
         path=url.raw_path,
-        query_string="&".join([*kept, added]),
+        query_string=with_query_param(url.raw_query_string, name, value),
         fragment=url.raw_fragment,
         encoded=True,
     )
