@@ -136,3 +136,13 @@ async def test_slow_upstream_is_504(
         assert r.status == 504
         assert await r.json() == {"error": "upstream did not answer in time", "status": 504}
     echo.release.set()
+
+
+async def test_head_keeps_the_upstream_length_and_sends_no_body(
+    proxy: TestClient[Any, Any], echo: Echo
+) -> None:
+    async with proxy.head("/thing") as r:
+        assert r.status == 200
+        assert int(r.headers["Content-Length"]) > 0
+        assert await r.read() == b""
+    assert echo.seen[-1]["method"] == "HEAD"
