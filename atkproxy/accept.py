@@ -1,9 +1,10 @@
 """Async requests: validated, recorded, answered 202 before the upstream is called.
 
-Order of checks (the first failure answers): mode value (400), callback URL (400),
-body size (413), JSON where the route needs it (415, 400), instance id (400),
-room in the queue (503 + Retry-After). Nothing is recorded before all have passed;
-the job is committed to the store before the 202 leaves.
+Order of checks (the first failure answers): mode value (400), room in the queue
+(503 + Retry-After: checked before the body is read, so an overloaded proxy sheds load
+cheaply), callback URL (400), body size (413), JSON where the route needs it (415, 400),
+instance id (400). Nothing is recorded before all have passed; the job is committed to
+the store before the 202 leaves.
 """
 
 from __future__ import annotations
@@ -121,13 +122,13 @@ class Acceptor:
         self._auth = auth
 
     async def accept(self, request: web.Request, mode: Mode) -> web.Response:
+        if not self._runner.has_room():
+            retry = self._settings.async_.retry_after
+            raise Rejected(503, "too many jobs waiting; retry later", retry_after=retry)
         callback = callback_url(request.headers)
         body = await read_body(request, self._settings.async_.max_body)
         match = self._router.match(request.method, request.path)
         resolved = self._resolve(request, body, match)
-        if not self._runner.has_room():
-            retry = self._settings.async_.retry_after
-            raise Rejected(503, "too many jobs waiting; retry later", retry_after=retry)
         job = self._job(request, body, match, resolved, callback)
         await self._store.add(job)
         if job.wants_callback:

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from .accept import ASYNC_METHODS, requested_mode
 from .errors import Rejected, json_error
-from .forward import CHUNK, Upstream, UpstreamError, hop_filtered, upstream_headers
+from .forward import CHUNK, Streamed, Upstream, UpstreamError, hop_filtered, upstream_headers
 from .keys import ACCEPTOR, UPSTREAM
 
 log = structlog.get_logger("atkproxy.proxy")
@@ -33,28 +33,43 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamResponse:
     headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
     body = request.content.iter_chunked(CHUNK) if request.body_exists else None
-    response: web.StreamResponse | None = None
     try:
         async with upstream.stream(request.method, request.raw_path, headers, body) as answer:
-            response = web.StreamResponse(
-                status=answer.status,
-                reason=answer.response.reason,
-                headers=hop_filtered(answer.headers),
+            return await relay(request, answer)
+    except UpstreamError as exc:
+        if client_gone(request):  # its body stopped coming: not the upstream's fault
+            log.info("client went away", method=request.method, path=request.path)
+        else:
+            log.warning(
+                "upstream error",
+                status=exc.status,
+                reason=str(exc),
+                method=request.method,
+                path=request.path,
             )
-            await response.prepare(request)
-            async for chunk in answer.chunks():
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+        return json_error(exc.status, str(exc))
+
+
+async def relay(request: web.Request, answer: Streamed) -> web.StreamResponse:
+    """Stream the upstream's answer to the client; past its start, a failure cuts the line."""
+    response = web.StreamResponse(
+        status=answer.status, reason=answer.response.reason, headers=hop_filtered(answer.headers)
+    )
+    try:
+        await response.prepare(request)
+        async for chunk in answer.chunks():
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        log.info("client went away", method=request.method, path=request.path)
     except UpstreamError as exc:
         log.warning(
-            "upstream error",
-            status=exc.status,
-            reason=str(exc),
-            method=request.method,
-            path=request.path,
-            streaming=response is not None,
+            "upstream failed mid-answer", reason=str(exc), method=request.method, path=request.path
         )
-        if response is not None:
-            raise  # the answer has begun: all that is left is to cut the connection
-        return json_error(exc.status, str(exc))
+        if request.transport is not None:
+            request.transport.close()
+    return response
+
+
+def client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()

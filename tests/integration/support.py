@@ -27,6 +27,7 @@ class Echo:
         self.app.router.add_post("/sha256", self.sha256)
         self.app.router.add_get("/bytes/{count}", self.download)
         self.app.router.add_get("/cookies", self.cookies)
+        self.app.router.add_get("/broken", self.broken)
         self.app.router.add_route("*", "/{tail:.*}", self.echo)
 
     async def record(self, request: web.Request) -> dict[str, Any]:
@@ -72,6 +73,15 @@ class Echo:
         for offset in range(0, count, 65536):
             await response.write(pattern(offset, min(65536, count - offset)))
         await response.write_eof()
+        return response
+
+    async def broken(self, request: web.Request) -> web.StreamResponse:
+        """Promises 1 MiB, sends 64 KiB, then drops the connection."""
+        response = web.StreamResponse(headers={"Content-Length": str(1 << 20)})
+        await response.prepare(request)
+        await response.write(pattern(0, 65536))
+        assert request.transport is not None
+        request.transport.close()
         return response
 
     async def cookies(self, request: web.Request) -> web.Response:

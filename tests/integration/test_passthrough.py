@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 
-from .conftest import ProxyFactory, ServerFactory, start_app
+from atkproxy.app import create_app
+from atkproxy.demo.run import serve
+
+from .conftest import ProxyFactory, ServerFactory, proxy_settings, start_app
 from .support import Echo, header_names, pattern
 
 
@@ -146,3 +153,47 @@ async def test_head_keeps_the_upstream_length_and_sends_no_body(
         assert int(r.headers["Content-Length"]) > 0
         assert await r.read() == b""
     assert echo.seen[-1]["method"] == "HEAD"
+
+
+async def logged(logs: list[dict[str, Any]], event: str, deadline: float = 5.0) -> dict[str, Any]:
+    end = asyncio.get_running_loop().time() + deadline
+    while not (found := [line for line in logs if line["event"] == event]):
+        assert asyncio.get_running_loop().time() < end, f"no {event!r} in {logs}"
+        await asyncio.sleep(0.01)
+    assert len(found) == 1
+    return found[0]
+
+
+async def test_upstream_dropping_mid_answer_cuts_the_client_and_logs_once(
+    proxy: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with proxy.get("/broken") as r:
+            assert r.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await r.read()
+        line = await logged(logs, "upstream failed mid-answer")
+    assert line["path"] == "/broken"
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+
+
+async def test_client_leaving_mid_download_is_not_an_error(
+    echo: Echo, aiohttp_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # served as `atkproxy serve` serves it: aiohttp's test server cancels handlers when the
+    # client leaves, the real one lets them run on and see the closed connection
+    upstream = await start_app(aiohttp_server, echo.app)
+    runner, url = await serve(create_app(proxy_settings(upstream, automatiko=False)))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{url}/bytes/{256 << 20}") as r,
+            ):
+                await r.content.readexactly(65536)
+                r.close()
+            await logged(logs, "client went away")
+    finally:
+        await runner.cleanup()
+    assert not [line for line in logs if line["log_level"] in ("warning", "error")]
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
