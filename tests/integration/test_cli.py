@@ -111,3 +111,37 @@ async def test_serve_logs_json_and_stops_on_sigterm(
     assert {("job accepted", job_id), ("job finished", job_id)} <= events
     assert ("callback delivered", job_id) in events
     assert "t0ps3cret" not in err.decode()
+
+
+async def test_sigkill_loses_no_accepted_job(
+    tmp_path: Path, aiohttp_server: ServerFactory, receiver: Receiver
+) -> None:
+    echo = Echo()
+    upstream, port = await start_app(aiohttp_server, echo.app), free_port()
+    defines = ["-D", f"listen.port={port}", "-D", "listen.host=127.0.0.1",
+               "-D", f"upstream.url={upstream}", "-D", "async.max_inflight=1",
+               "-D", f"store.url=sqlite:///{tmp_path / 'jobs.db'}"]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    headers = {**ASYNC, "X-ATK-Callback": receiver.url}
+    first = await atkproxy(*defines)
+    async with aiohttp.ClientSession() as session:
+        await wait_healthy(session, f"{base}/_atk/health")
+        jobs = []
+        for n in range(5):
+            async with session.post(f"{base}/hold/{n}", json={"n": n}, headers=headers) as r:
+                assert r.status == 202
+                jobs.append(r.headers["X-ATK-Job"])
+        await echo.arrived.get()  # job 0 is running upstream; 1-4 wait in the queue
+        first.kill()
+        await first.wait()
+        echo.release.set()
+
+        second = await atkproxy(*defines)
+        await wait_healthy(session, f"{base}/_atk/health")
+        callbacks = {}
+        for _ in jobs:
+            got = await receiver.next(timeout=20)
+            callbacks[got.headers["X-ATK-Job"]] = got.headers["X-ATK-Status"]
+        second.send_signal(signal.SIGTERM)
+        await second.communicate()
+    assert callbacks == {job: "Completed" for job in jobs[1:]} | {jobs[0]: "Failed"}
