@@ -130,7 +130,12 @@ class Acceptor:
         match = self._router.match(request.method, request.path)
         resolved = self._resolve(request, body, match)
         job = self._job(request, body, match, resolved, callback)
-        await self._store.add(job)
+        try:
+            await self._store.add(job)
+        except Exception as exc:  # nothing was accepted: the client may retry as told
+            retry = self._settings.async_.retry_after
+            message = f"job store unavailable ({exc.__class__.__name__})"
+            raise Rejected(503, message, retry_after=retry) from exc
         if job.wants_callback:
             self._auth.capture(job.id, request.headers)
         self._runner.submit(job)

@@ -98,9 +98,13 @@ class Runner:
     async def _housekeeping(self) -> None:
         retention = self._settings.store.retention
         while True:
-            purged = await self._store.purge(time.time() - retention)
-            if purged:
-                log.info("purged old jobs", count=purged)
+            try:
+                purged = await self._store.purge(time.time() - retention)
+            except Exception:
+                log.exception("purging old jobs failed; trying again later")
+            else:
+                if purged:
+                    log.info("purged old jobs", count=purged)
             await asyncio.sleep(min(retention / 10, 300.0))
 
     # -- one job --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from atkproxy.jobs import JobState
 from atkproxy.store.memory import MemoryStore
+from atkproxy.store.sqlite import SQLiteStore
 
 from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
 from .support import ASYNC, Echo, header_names, wait_job
@@ -177,3 +179,18 @@ async def test_health_and_ready(proxy: TestClient[Any, Any]) -> None:
     ]:
         async with proxy.get(path) as r:
             assert (r.status, await r.json()) == (200, expected)
+
+
+async def test_store_failure_is_503_json_and_nothing_runs(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    store = await SQLiteStore.open(f"sqlite:///{tmp_path / 'jobs.db'}")
+    proxy = await make_proxy(upstream, automatiko=False, store=store)
+    await store.close()  # the database goes away under the running proxy
+    async with proxy.post("/x", json={}, headers=ASYNC) as r:
+        assert r.status == 503
+        assert r.headers["Retry-After"] == "1"
+        assert (await r.json())["error"].startswith("job store unavailable")
+    async with proxy.get("/_atk/ready") as r:
+        assert r.status == 503
+    assert echo.seen == []
