@@ -10,6 +10,7 @@ the store before the 202 leaves.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,29 @@ def reply_body(match: RouteMatch | None, resolved: Resolved) -> dict[str, Any]:
     return {"id": resolved.instance_id}
 
 
+class Shedding:
+    """Counts requests refused for a full queue; logs them at most once per interval.
+
+    Under a flood a line per refusal would cost more than the refusal itself.
+    """
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._refused = 0
+        self._logged_at: float | None = None
+
+    def note(self) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if self._logged_at is None or now - self._logged_at >= self._interval:
+            log.warning(
+                "shedding load: the job queue is full",
+                refused=self._refused,
+                per_seconds=self._interval,
+            )
+            self._refused, self._logged_at = 0, now
+
+
 class Acceptor:
     def __init__(
         self, settings: Settings, store: JobStore, runner: Runner, auth: CallbackAuth
@@ -120,11 +144,14 @@ class Acceptor:
         self._store = store
         self._runner = runner
         self._auth = auth
+        self._shed = Shedding()
 
     async def accept(self, request: web.Request, mode: Mode) -> web.Response:
         if not self._runner.has_room():
+            self._shed.note()
             retry = self._settings.async_.retry_after
-            raise Rejected(503, "too many jobs waiting; retry later", retry_after=retry)
+            message = "too many jobs waiting; retry later"
+            raise Rejected(503, message, retry_after=retry, logged=True)
         callback = callback_url(request.headers)
         body = await read_body(request, self._settings.async_.max_body)
         match = self._router.match(request.method, request.path)

@@ -20,13 +20,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
             return await request.app[ACCEPTOR].accept(request, mode)
         return await pass_through(request, request.app[UPSTREAM])
     except Rejected as exc:
-        log.warning(
-            "request rejected",
-            status=exc.status,
-            reason=exc.message,
-            method=request.method,
-            path=request.path,
-        )
+        if not exc.logged:
+            log.warning(
+                "request rejected",
+                status=exc.status,
+                reason=exc.message,
+                method=request.method,
+                path=request.path,
+            )
         return json_error(exc.status, exc.message, exc.retry_after)
 
 

@@ -1,27 +1,31 @@
 """SQLite job store: the embedded default, one file in WAL mode.
 
-Every write is a single statement on an autocommit connection, so it is its own
-transaction: when `add` or `save` returns, the job is committed, and with
-`synchronous=FULL` it survives a crash as well as a restart.
+All work happens on one thread that owns the connection. Writes are group-committed:
+the writes that arrive while a commit is under way are applied together in the next
+transaction, so under load one fsync (`synchronous=FULL`) carries many jobs, and a
+write's caller resumes only once its transaction is committed. `add` returning means
+the job survives a crash as well as a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from ..jobs import TERMINAL, Job, JobState, dumps, loads
 
-_URL_PREFIX = "sqlite:///"
-_BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
 
-_SETUP = f"""
+_URL_PREFIX = "sqlite:///"
+
+_SETUP = """
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
-PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS};
+PRAGMA busy_timeout = 5000;
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -35,6 +39,7 @@ CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at);
 _INSERT = """
 INSERT INTO jobs (id, state, created_at, updated_at, record)
 VALUES (:id, :state, :created_at, :updated_at, :record)
+ON CONFLICT (id) DO NOTHING
 """
 
 _UPDATE = """
@@ -42,6 +47,8 @@ UPDATE jobs SET state = :state, created_at = :created_at, updated_at = :updated_
     record = :record
 WHERE id = :id
 """
+
+Statement = tuple[str, dict[str, Any] | list[Any]]
 
 
 def db_path(url: str) -> Path:
@@ -66,34 +73,45 @@ def _placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)  # DML opens a transaction; `with conn` commits it
+    try:
+        conn.executescript(_SETUP)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SQLiteStore:
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._thread = thread
+        self._pending: list[tuple[Statement, asyncio.Future[int]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str) -> SQLiteStore:
         path = db_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atkproxy-sqlite")
         try:
-            await db.executescript(_SETUP)
+            conn = await asyncio.get_running_loop().run_in_executor(thread, _connect, path)
         except BaseException:
-            await db.close()
+            thread.shutdown()
             raise
-        return cls(db)
+        return cls(conn, thread)
 
     async def add(self, job: Job) -> None:
-        try:
-            await self._write(_INSERT, _row(job))
-        except aiosqlite.IntegrityError as exc:
-            raise KeyError(f"job {job.id} exists") from exc
+        if await self._write((_INSERT, _row(job))) == 0:
+            raise KeyError(f"job {job.id} exists")
 
     async def save(self, job: Job) -> None:
-        if await self._write(_UPDATE, _row(job)) == 0:
+        if await self._write((_UPDATE, _row(job))) == 0:
             raise KeyError(f"job {job.id} is not stored")
 
     async def get(self, job_id: str) -> Job | None:
-        rows = await self._db.execute_fetchall("SELECT record FROM jobs WHERE id = ?", (job_id,))
+        rows = await self._read("SELECT record FROM jobs WHERE id = ?", [job_id])
         return next((loads(row[0]) for row in rows), None)
 
     async def in_states(self, states: Iterable[JobState]) -> list[Job]:
@@ -103,17 +121,48 @@ class SQLiteStore:
             f"SELECT record FROM jobs WHERE state IN ({_placeholders(len(wanted))})"
             " ORDER BY created_at, rowid"
         )
-        return [loads(row[0]) for row in await self._db.execute_fetchall(sql, wanted)]
+        return [loads(row[0]) for row in await self._read(sql, wanted)]
 
     async def purge(self, finished_before: float) -> int:
         terminal = [state.value for state in TERMINAL]
         sql = f"DELETE FROM jobs WHERE state IN ({_placeholders(len(terminal))}) AND updated_at < ?"
-        return await self._write(sql, [*terminal, finished_before])
+        return await self._write((sql, [*terminal, finished_before]))
 
     async def close(self) -> None:
-        await self._db.close()
+        if self._committer is not None:
+            await self._committer
+        await self._run(self._conn.close)
+        self._thread.shutdown()
 
-    async def _write(self, sql: str, params: dict[str, Any] | list[Any]) -> int:
-        """Run one statement (its own transaction) and return the number of rows it changed."""
-        async with self._db.execute(sql, params) as cursor:
-            return cursor.rowcount
+    # -- the store's thread ---------------------------------------------------------
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def _read(self, sql: str, params: list[Any]) -> list[Any]:
+        rows: list[Any] = await self._run(lambda: self._conn.execute(sql, params).fetchall())
+        return rows
+
+    async def _write(self, statement: Statement) -> int:
+        """Queue one statement for the next group commit; its changed row count once committed."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((statement, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+        return await asyncio.shield(done)
+
+    async def _commit_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                counts = await self._run(self._apply, [statement for statement, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for (_, done), count in zip(batch, counts, strict=True):
+                    done.set_result(count)
+
+    def _apply(self, statements: list[Statement]) -> list[int]:
+        with self._conn:  # one transaction: all of the batch is committed, or none
+            return [self._conn.execute(sql, params).rowcount for sql, params in statements]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 
 from atkproxy.jobs import JobState
@@ -150,9 +151,15 @@ async def test_full_queue_is_503_with_retry_after_and_loses_nothing(
             locations.append(r.headers["Location"])
         if n == 0:
             await echo.arrived.get()  # the first runs; the second waits in the queue
-    async with proxy.put("/hold/2", json={}, headers=ASYNC) as r:
-        assert r.status == 503
-        assert r.headers["Retry-After"] == "7"
+    with structlog.testing.capture_logs() as logs:
+        for n in (2, 3):
+            async with proxy.put(f"/hold/{n}", json={}, headers=ASYNC) as r:
+                assert r.status == 503
+                assert r.headers["Retry-After"] == "7"
+    # one line for the burst, not one per refusal
+    assert [(line["event"], line["refused"]) for line in logs] == [
+        ("shedding load: the job queue is full", 1)
+    ]
     echo.release.set()
     for location in locations:
         assert (await wait_job(proxy, location))["status"] == "Completed"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from atkproxy.jobs import (
@@ -192,8 +195,8 @@ async def test_purge_removes_only_terminal_jobs_older_than_the_cutoff(store: Job
 
 async def _read_raw(path: Path, sql: str) -> list[object]:
     """Ask the file through a connection of its own, as another process would."""
-    async with aiosqlite.connect(path) as db:
-        return [row[0] for row in await db.execute_fetchall(sql)]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [row[0] for row in db.execute(sql).fetchall()]
 
 
 async def test_sqlite_add_is_committed_before_it_returns(tmp_path: Path) -> None:
@@ -241,3 +244,20 @@ def test_sqlite_url_names_a_relative_or_absolute_file(url: str, expected: Path) 
 def test_sqlite_url_without_a_file_is_rejected(url: str) -> None:
     with pytest.raises(ValueError, match="sqlite:///"):
         db_path(url)
+
+
+async def test_sqlite_concurrent_writes_commit_together_and_a_duplicate_fails_alone(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'jobs.db'}")
+    try:
+        jobs = [replace(FULL_JOB, id=f"job-{n}") for n in range(50)]
+        outcomes = await asyncio.gather(
+            *(store.add(job) for job in jobs), store.add(jobs[7]), return_exceptions=True
+        )
+        assert outcomes[:50] == [None] * 50
+        assert isinstance(outcomes[50], KeyError)
+        stored = await _read_raw(tmp_path / "jobs.db", "SELECT count(*) FROM jobs")
+        assert stored == [50]
+    finally:
+        await store.close()
