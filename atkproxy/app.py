@@ -12,7 +12,7 @@ from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
 from .forward import Upstream
-from .keys import ACCEPTOR, AUTH, RUNNER, SETTINGS, STORE, UPSTREAM
+from .keys import ACCEPTOR, AUTH, SETTINGS, STORE, UPSTREAM
 from .proxy import handle
 from .runner import Runner
 from .settings import Settings
@@ -64,7 +64,6 @@ async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
     async with callback_session(settings.callback.timeout) as session:
         deliverer = Deliverer(session, app[AUTH])
         runner = Runner(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH])
-        app[RUNNER] = runner
         app[ACCEPTOR] = Acceptor(settings, app[STORE], runner, app[AUTH])
         await runner.start()
         yield
