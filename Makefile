@@ -15,7 +15,7 @@ test: lint
 	$(PYTHON) -m pytest -q
 
 demo:
-	atkproxy demo
+	$(PYTHON) -m atkproxy demo
 
 bench:
 	bash benchmarks/run.sh
