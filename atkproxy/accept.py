@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .auth import CallbackAuth
@@ -33,6 +33,7 @@ log = structlog.get_logger("atkproxy.accept")
 MODE = "X-ATK-Mode"
 CALLBACK = "X-ATK-Callback"
 ASYNC_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_ID = 256
 # A request no route matches gets a new instance id, which the upstream is not told.
 UNMATCHED = (IdSource.model_validate({"from": "assign"}),)
 
@@ -54,9 +55,29 @@ def requested_mode(headers: CIMultiDictProxy[str]) -> Mode:
         if mode not in ("async", "sync"):
             raise Rejected(400, f"{MODE} must be 'async' or 'sync', got {value!r}")
         return Mode(mode == "async")
-    prefs = ",".join(headers.getall("Prefer", []))
-    wanted = {p.split(";")[0].split("=")[0].strip().lower() for p in prefs.split(",")}
+    wanted = {_preference_name(p) for v in headers.getall("Prefer", []) for p in _preferences(v)}
     return Mode(True, via_prefer=True) if "respond-async" in wanted else SYNC
+
+
+def _preferences(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def _preference_name(preference: str) -> str:
+    return preference.split(";")[0].split("=")[0].strip().lower()
+
+
+def without_respond_async(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """The proxy answers `Prefer: respond-async` itself; the backend must not see it too."""
+    kept = [
+        p
+        for v in headers.popall("Prefer", [])
+        for p in _preferences(v)
+        if _preference_name(p) != "respond-async"
+    ]
+    if kept:
+        headers["Prefer"] = ", ".join(kept)
+    return headers
 
 
 def callback_url(headers: CIMultiDictProxy[str]) -> str | None:
@@ -69,7 +90,16 @@ def callback_url(headers: CIMultiDictProxy[str]) -> str | None:
         url = URL()
     if url.scheme not in ("http", "https") or not url.host:
         raise Rejected(400, f"{CALLBACK} must be an absolute http or https URL")
+    if url.raw_user is not None:  # it would be recorded in clear, and clash with callback.auth
+        raise Rejected(400, f"{CALLBACK} must not carry user info; use callback.auth")
     return str(url)
+
+
+def check_instance_id(instance_id: str) -> str:
+    """Ids go into headers and URLs: printable and of a sane length, or the request is refused."""
+    if len(instance_id) > MAX_ID or not instance_id.isprintable():
+        raise Rejected(400, f"instance id must be printable and at most {MAX_ID} characters")
+    return instance_id
 
 
 def is_json(content_type: str) -> bool:
@@ -147,11 +177,30 @@ class Acceptor:
         self._shed = Shedding()
 
     async def accept(self, request: web.Request, mode: Mode) -> web.Response:
-        if not self._runner.has_room():
+        if not self._runner.reserve():
             self._shed.note()
             retry = self._settings.async_.retry_after
             message = "too many jobs waiting; retry later"
             raise Rejected(503, message, retry_after=retry, logged=True)
+        try:
+            job, reply = await self._record(request)
+        except BaseException:
+            self._runner.release()
+            raise
+        self._runner.submit(job, reserved=True)
+        log.info(
+            "job accepted",
+            job=job.id,
+            instance=job.instance_id,
+            method=request.method,
+            path=request.path,
+            route=job.route,
+            callback=job.wants_callback,
+        )
+        return self._reply(job, reply, mode)
+
+    async def _record(self, request: web.Request) -> tuple[Job, dict[str, Any]]:
+        """Validate the request, build its job and commit it to the store."""
         callback = callback_url(request.headers)
         body = await read_body(request, self._settings.async_.max_body)
         match = self._router.match(request.method, request.path)
@@ -165,28 +214,21 @@ class Acceptor:
             raise Rejected(503, message, retry_after=retry) from exc
         if job.wants_callback:
             self._auth.capture(job.id, request.headers)
-        self._runner.submit(job)
-        log.info(
-            "job accepted",
-            job=job.id,
-            instance=job.instance_id,
-            method=request.method,
-            path=request.path,
-            route=job.route,
-            callback=callback is not None,
-        )
-        return self._reply(job, reply_body(match, resolved), mode)
+        return job, reply_body(match, resolved)
 
     def _resolve(self, request: web.Request, body: bytes, match: RouteMatch | None) -> Resolved:
         headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
+        without_respond_async(headers)
         target = Target(
             request.raw_path, header_pairs(headers.items()), parse_json(request, body, match)
         )
         sources = match.route.id if match else UNMATCHED
         try:
-            return resolve_id(sources, match.params if match else {}, target, new_instance_id)
+            resolved = resolve_id(sources, match.params if match else {}, target, new_instance_id)
         except IdNotFound as exc:
             raise Rejected(400, str(exc)) from None
+        check_instance_id(resolved.instance_id)
+        return resolved
 
     def _job(
         self,

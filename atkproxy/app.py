@@ -81,5 +81,5 @@ def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Appl
         app[STORE] = store
     app.cleanup_ctx.extend(contexts)
     management.add_routes(app, settings.management.prefix)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)  # any path, %0A included
     return app

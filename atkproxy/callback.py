@@ -51,14 +51,17 @@ class Deliverer:
         started = time.time()
         status, error = None, None
         try:
-            status = await self._post(job, len(job.attempts) + 1)
+            status = await self.send(job, len(job.attempts) + 1)
         except CallbackAuthError as exc:
             error = f"callback authentication failed: {exc}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"callback failed: {describe(exc)}"
+        except Exception as exc:  # any other failure is recorded too: a job never hangs
+            error = f"callback failed: {exc.__class__.__name__}"
         return Attempt(started, status, error, round(time.time() - started, 6))
 
-    async def _post(self, job: Job, attempt: int) -> int:
+    async def send(self, job: Job, attempt: int) -> int:
+        """The receiver's status; raises CallbackAuthError or aiohttp's errors."""
         status = await self._send(job, attempt)
         if status == 401 and await self._auth.renew():
             status = await self._send(job, attempt)
@@ -71,7 +74,7 @@ class Deliverer:
         async with self._session.post(
             request.url, headers=request.headers, data=job.result.body, allow_redirects=False
         ) as response:
-            await response.read()
+            # The status line decides; the receiver's body is not read (it could be endless).
             return response.status
 
 

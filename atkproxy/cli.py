@@ -16,8 +16,10 @@ from aiohttp import web
 from .app import create_app
 from .auth import describe
 from .observability import configure_logging
+from .redact import mask_urls
 from .settings import Settings
 from .sources import ConfigError, Layered, explain, load
+from .store import StoreUnavailable
 
 COMMANDS = ("serve", "check-config", "demo")
 
@@ -60,13 +62,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(effective_config(settings, layered), end="")
         return 0
-    serve(settings)
+    try:
+        serve(settings)
+    except StoreUnavailable as exc:
+        print(f"atkproxy: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 def effective_config(settings: Settings, layered: Layered) -> str:
     """The configuration in force, secrets redacted, and where each set value came from."""
-    text = yaml.safe_dump(settings.model_dump(mode="json", by_alias=True), sort_keys=False)
+    shown = mask_urls(settings.model_dump(mode="json", by_alias=True))
+    text = yaml.safe_dump(shown, sort_keys=False)
     auth = f"# callback auth: {describe(settings.callback.auth)}\n"
     origins = "".join(f"#   {key}: {origin}\n" for key, _, origin in explain(layered))
     return text + auth + "# values set (the rest are defaults):\n" + (origins or "#   (none)\n")

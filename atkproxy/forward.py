@@ -4,7 +4,8 @@ Exceptions raised toward the proxy:
 
     UpstreamError                 the upstream gave no usable answer
     ├── UpstreamUnavailable       refused, reset, closed mid-way (-> 502)
-    └── UpstreamTimeout           nothing within upstream.timeout (-> 504)
+    ├── UpstreamTimeout           nothing within upstream.timeout (-> 504)
+    └── AnswerTooLarge            a job's answer over async.max_result (-> 502)
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     status = 504
+
+
+class AnswerTooLarge(UpstreamError):
+    status = 502
 
 
 def _connection_listed(headers: Mapping[str, str]) -> set[str]:
@@ -118,6 +123,16 @@ class Streamed:
                 yield chunk
 
 
+async def read_limited(answer: Streamed, limit: int) -> bytes:
+    """The whole answer, which a job records; one larger than `limit` is refused."""
+    body = bytearray()
+    async for chunk in answer.chunks():
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLarge(f"upstream answer exceeds async.max_result ({limit} bytes)")
+    return bytes(body)
+
+
 Body = bytes | AsyncIterable[bytes] | None
 
 
@@ -152,12 +167,12 @@ class Upstream:
         finally:
             response.release()
 
-    async def call(self, request: UpstreamRequest) -> UpstreamResult:
+    async def call(self, request: UpstreamRequest, max_answer: int) -> UpstreamResult:
         """Perform a job's request; failures come back as a result with an error."""
         headers = CIMultiDict(request.headers)
         try:
             async with self.stream(request.method, request.path_qs, headers, request.body) as r:
-                body = b"".join([chunk async for chunk in r.chunks()])
+                body = await read_limited(r, max_answer)
                 return UpstreamResult(r.status, header_pairs(hop_filtered(r.headers).items()), body)
         except UpstreamError as exc:
             return failed_result(exc)

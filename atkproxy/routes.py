@@ -9,7 +9,6 @@ into the upstream request so the backend uses the same id.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,22 +18,12 @@ from yarl import URL
 
 from .jobs import Headers
 from .settings import IdSource, Route
+from .templates import compile_template
 from .urls import with_query_param
-
-_PARAM = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
 
 
 class IdNotFound(ValueError):
     """No id source of the route yielded an instance id."""
-
-
-def compile_template(template: str) -> re.Pattern[str]:
-    pattern, pos = "", 0
-    for m in _PARAM.finditer(template):
-        pattern += re.escape(template[pos : m.start()])
-        pattern += f"(?P<{m.group(1)}>{m.group(2) or '[^/]+'})"
-        pos = m.end()
-    return re.compile(pattern + re.escape(template[pos:]) + r"/?\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from .store import JobStore
 log = structlog.get_logger("atkproxy.runner")
 
 INTERRUPTED = "interrupted: the proxy stopped while the upstream call was running"
+# about a minute in all, then the job is left to the next start's recovery
+SAVE_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
 PROBE_HEADERS_DROPPED = frozenset({"content-type", "content-length", "content-encoding"})
 
 
@@ -42,19 +44,30 @@ class Runner:
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._slots = asyncio.Semaphore(settings.async_.max_inflight)
         self._busy: set[asyncio.Task[None]] = set()
+        self._reserved = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- intake ---------------------------------------------------------------------
 
     @property
     def backlog(self) -> int:
-        """Jobs accepted and not yet started."""
-        return self._queue.qsize()
+        """Jobs accepted, or being accepted, and not yet started."""
+        return self._queue.qsize() + self._reserved
 
-    def has_room(self) -> bool:
-        return self.backlog < self._settings.async_.max_queue
+    def reserve(self) -> bool:
+        """Hold a place in the queue for a job being accepted; False when it is full."""
+        if self.backlog >= self._settings.async_.max_queue:
+            return False
+        self._reserved += 1
+        return True
 
-    def submit(self, job: Job) -> None:
+    def release(self) -> None:
+        """The job a place was held for was not accepted after all."""
+        self._reserved -= 1
+
+    def submit(self, job: Job, *, reserved: bool = False) -> None:
+        if reserved:
+            self._reserved -= 1
         self._queue.put_nowait(job)
 
     # -- life cycle -----------------------------------------------------------------
@@ -125,15 +138,15 @@ class Runner:
 
     async def execute(self, job: Job) -> Job:
         job = job.to(JobState.RUNNING)
-        await self._store.save(job)
-        result = await self._upstream.call(job.request)
+        await self._save(job)
+        result = await self._upstream.call(job.request, self._settings.async_.max_result)
         return await self.finish(job, result, await self._derive(job, result))
 
     async def finish(self, job: Job, result: UpstreamResult, status: AtkStatus) -> Job:
         job = job.to(JobState.FINISHED, result=result, status=status, reason=result.error)
         if self.owes_callback(job):
             job = job.to(JobState.DELIVERING)
-        await self._store.save(job)
+        await self._save(job)
         log.info(
             "job finished",
             status=status.value,
@@ -152,7 +165,7 @@ class Runner:
         attempt = await self._deliverer.deliver(job)
         state = JobState.DELIVERED if attempt.ok else JobState.DEAD
         job = job.to(state, attempts=(*job.attempts, attempt))
-        await self._store.save(job)
+        await self._save(job)
         log.info(
             "callback delivered" if attempt.ok else "callback failed",
             attempt=len(job.attempts),
@@ -161,6 +174,21 @@ class Runner:
         )
         self._auth.forget(job.id)
         return job
+
+    async def _save(self, job: Job) -> None:
+        """Save, riding out a short store outage (a lock held elsewhere, a full disk freed)."""
+        for delay in SAVE_RETRY_DELAYS:
+            try:
+                return await self._store.save(job)
+            except Exception as exc:
+                log.warning(
+                    "saving the job failed; retrying",
+                    state=job.state.value,
+                    error=exc.__class__.__name__,
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+        await self._store.save(job)  # the last try raises; recover() carries on after a restart
 
     async def _derive(self, job: Job, result: UpstreamResult) -> AtkStatus:
         fields = {**job.path_params, "id": job.instance_id}
@@ -188,7 +216,7 @@ class Runner:
             return job
         if job.replay_safe:
             job = job.to(JobState.ACCEPTED)
-            await self._store.save(job)
+            await self._save(job)
             return job
         result = failed_result(UpstreamUnavailable(INTERRUPTED))
         return await self.finish(job, result, AtkStatus.FAILED)

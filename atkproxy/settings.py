@@ -25,6 +25,7 @@ from yarl import URL
 
 from .auth.config import CallbackAuthSettings
 from .jobs import AtkStatus
+from .templates import compile_template
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -111,6 +112,8 @@ class Upstream(Section):
         url = URL(value)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        if url.raw_user is not None:  # it would clash with the clients' own Authorization
+            raise ValueError("must not carry user info")
         return value.rstrip("/")
 
 
@@ -179,6 +182,15 @@ class Route(Section):
     def _upper(cls, value: list[str]) -> list[str]:
         return [m.upper() for m in value]
 
+    @field_validator("path")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            compile_template(value)
+        except re.error as exc:
+            raise ValueError(f"invalid path template {value!r}: {exc}") from None
+        return value
+
     @property
     def wants_json(self) -> bool:
         return self.start if self.json_body is None else self.json_body
@@ -186,6 +198,7 @@ class Route(Section):
 
 class AsyncSection(Section):
     max_body: Size = 1024 * 1024
+    max_result: Size = 10 * 1024 * 1024  # a job's upstream answer is recorded up to this size
     max_inflight: int = Field(16, ge=1)  # background upstream calls at once
     max_queue: int = Field(1000, ge=1)  # accepted jobs waiting; beyond it, 503 + Retry-After
     retry_after: int = Field(1, ge=0)  # seconds, on the 202 and on 503s

@@ -22,15 +22,14 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
-from yarl import URL
 
 from .auth.config import AUTOMATIKO_NAMES, AUTOMATIKO_PREFIX, PREFIX
+from .redact import REDACTED, mask_url
 from .settings import Settings
 
 ENV_PREFIX = "ATKPROXY_"
 DEFAULT_CONFIG_PATHS = (Path("/etc/atkproxy/config.yaml"), Path("config/atkproxy.yaml"))
 FILE_SUFFIX = "_file"
-REDACTED = "**********"
 
 Source = tuple[dict[str, Any], dict[str, str]]  # values, and the name each key was given as
 
@@ -96,9 +95,15 @@ def env_key(name: str) -> str:
     return name[len(ENV_PREFIX) :].lower().replace("__", ".")
 
 
+def is_config_env(name: str) -> bool:
+    """`ATKPROXY_<SECTION>__<KEY>` only: Kubernetes service links (`ATKPROXY_PORT`,
+    `ATKPROXY_SERVICE_HOST`, set for a Service named atkproxy) are not configuration."""
+    return name.startswith(ENV_PREFIX) and "__" in name[len(ENV_PREFIX) :]
+
+
 def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     """atkproxy's own variables: `ATKPROXY_ASYNC__MAX_BODY=2MiB` -> `async.max_body`."""
-    return {env_key(name): value for name, value in environ.items() if name.startswith(ENV_PREFIX)}
+    return {env_key(name): value for name, value in environ.items() if is_config_env(name)}
 
 
 def define_layer(defines: Sequence[str]) -> dict[str, Any]:
@@ -180,7 +185,7 @@ def env_source(environ: Mapping[str, str]) -> Source:
     """Both environment forms; atkproxy's own variables win over Automatiko's."""
     layer, detail = automatiko_env_layer(environ)
     for name, value in environ.items():
-        if name.startswith(ENV_PREFIX):
+        if is_config_env(name):
             layer[env_key(name)] = value
             detail[env_key(name)] = name
     return layer, detail
@@ -326,11 +331,7 @@ def redacted(key: str, value: Any) -> Any:
     """The value as check-config may show it: secrets hidden, URL passwords masked."""
     if key in secret_keys():
         return REDACTED
-    if isinstance(value, str) and "://" in value:
-        url = URL(value)
-        if url.password:
-            return str(url.with_password(REDACTED))
-    return value
+    return mask_url(value) if isinstance(value, str) else value
 
 
 def explain(layered: Layered) -> list[tuple[str, Any, str]]:

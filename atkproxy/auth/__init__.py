@@ -14,6 +14,7 @@ import importlib
 
 import aiohttp
 
+from ..redact import mask_url
 from .base import CallbackAuth, CallbackAuthError, CallbackRequest
 from .config import CallbackAuthSettings
 from .none import NoAuth
@@ -69,4 +70,5 @@ def _describe_oauth(s: CallbackAuthSettings) -> str:
         return "static access token"
     grant = s.grant.replace("_", " ") if s.grant else ""
     first = "static access token, then " if s.access_token else ""
-    return f"{first}{grant} grant at {s.token_url}" + (f" scope {s.scope!r}" if s.scope else "")
+    at = mask_url(str(s.token_url))
+    return f"{first}{grant} grant at {at}" + (f" scope {s.scope!r}" if s.scope else "")

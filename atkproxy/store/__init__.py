@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -30,6 +31,10 @@ class JobStore(Protocol):
     async def close(self) -> None: ...
 
 
+class StoreUnavailable(Exception):
+    """The store named by store.url cannot be opened; the message says why."""
+
+
 async def open_store(url: str) -> JobStore:
     if url.startswith("memory://"):
         from .memory import MemoryStore
@@ -38,5 +43,8 @@ async def open_store(url: str) -> JobStore:
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
 
-        return await SQLiteStore.open(url)
+        try:
+            return await SQLiteStore.open(url)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"store.url: cannot open {url}: {exc}") from exc
     raise ValueError(f"store.url: unsupported scheme in {url!r} (use memory:// or sqlite:///path)")

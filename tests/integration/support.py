@@ -25,10 +25,10 @@ class Echo:
         self.app.router.add_route("*", "/hold/{tail:.*}", self.hold)
         self.app.router.add_route("*", "/status/{code}", self.status)
         self.app.router.add_post("/sha256", self.sha256)
-        self.app.router.add_get("/bytes/{count}", self.download)
+        self.app.router.add_route("*", "/bytes/{count}", self.download)
         self.app.router.add_get("/cookies", self.cookies)
         self.app.router.add_get("/broken", self.broken)
-        self.app.router.add_route("*", "/{tail:.*}", self.echo)
+        self.app.router.add_route("*", r"/{tail:[\s\S]*}", self.echo)
 
     async def record(self, request: web.Request) -> dict[str, Any]:
         seen = {

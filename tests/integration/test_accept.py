@@ -62,6 +62,7 @@ BAD = [
     ("callback-relative", {"X-ATK-Callback": "/cb"}, b"{}", "application/json", 400),
     ("callback-ftp", {"X-ATK-Callback": "ftp://h/cb"}, b"{}", "application/json", 400),
     ("callback-garbage", {"X-ATK-Callback": "http://"}, b"{}", "application/json", 400),
+    ("callback-user-info", {"X-ATK-Callback": "http://u:p@h/cb"}, b"{}", "application/json", 400),
     ("mode-unknown", {"X-ATK-Mode": "later"}, b"{}", "application/json", 400),
     ("too-large", {}, b'{"a": "' + b"x" * 2000 + b'"}', "application/json", 413),
     ("not-json-type", {}, b"name=john", "application/x-www-form-urlencoded", 415),
@@ -201,3 +202,60 @@ async def test_store_failure_is_503_json_and_nothing_runs(
     async with proxy.get("/_atk/ready") as r:
         assert r.status == 503
     assert echo.seen == []
+
+
+BODY_ID_ROUTE = {"path": "/orders", "id": [{"from": "body", "name": "/orderId"}]}
+
+
+@pytest.mark.parametrize(
+    "order_id", ["abc\r\nX-Evil: 1", "tab\there", "x" * 257], ids=["crlf", "tab", "too-long"]
+)
+async def test_unsafe_instance_ids_are_refused(
+    upstream: str, make_proxy: ProxyFactory, store: MemoryStore, order_id: str
+) -> None:
+    config = {"async": {"routes": [BODY_ID_ROUTE]}}
+    proxy = await make_proxy(upstream, config, automatiko=False, store=store)
+    async with proxy.post("/orders", json={"orderId": order_id}, headers=ASYNC) as r:
+        assert r.status == 400
+        assert "instance id must be printable" in (await r.json())["error"]
+    assert await stored(store) == 0
+
+
+async def test_queue_limit_holds_under_concurrent_requests(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory, store: MemoryStore
+) -> None:
+    config = {"async": {"max_inflight": 1, "max_queue": 2}}
+    proxy = await make_proxy(upstream, config, automatiko=False, store=store)
+
+    async def submit(n: int) -> int:
+        async with proxy.put(f"/hold/{n}", json={}, headers=ASYNC) as r:
+            return r.status
+
+    statuses = await asyncio.gather(*(submit(n) for n in range(20)))
+    accepted = statuses.count(202)
+    # at most two waiting, plus the one the runner may already have taken
+    assert 2 <= accepted <= 3
+    assert statuses.count(503) == 20 - accepted
+    assert await stored(store) == accepted
+    echo.release.set()
+
+
+async def test_respond_async_preference_is_not_forwarded(
+    proxy: TestClient[Any, Any], echo: Echo, receiver: Receiver
+) -> None:
+    headers = {"Prefer": "respond-async, wait=10", "X-ATK-Callback": receiver.url}
+    async with proxy.post("/registrations", json={"name": "a"}, headers=headers) as r:
+        assert r.status == 202
+    seen = (await receiver.next()).json()
+    assert [v for k, v in seen["headers"] if k == "Prefer"] == ["wait=10"]
+
+
+async def test_answer_over_max_result_fails_the_job_with_a_reason(
+    upstream: str, make_proxy: ProxyFactory
+) -> None:
+    proxy = await make_proxy(upstream, {"async": {"max_result": "64KiB"}}, automatiko=False)
+    async with proxy.delete(f"/bytes/{1 << 20}", headers=ASYNC) as r:
+        location = r.headers["Location"]
+    view = await wait_job(proxy, location)
+    assert (view["status"], view["upstream"]["status"]) == ("Failed", 502)
+    assert view["reason"] == "upstream answer exceeds async.max_result (65536 bytes)"

@@ -22,7 +22,9 @@ from typing import Any, NoReturn
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from cryptography.fernet import Fernet
 from multidict import CIMultiDict, CIMultiDictProxy
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 from yarl import URL
 
@@ -30,11 +32,13 @@ from atkproxy.auth import (
     CallbackAuth,
     CallbackAuthError,
     CallbackAuthSettings,
-    CallbackRequest,
     create_auth,
 )
+from atkproxy.callback import Deliverer
 from atkproxy.demo.receiver import Received
-from atkproxy.jobs import Job, UpstreamRequest
+from atkproxy.jobs import AtkStatus, Job, JobState, UpstreamRequest, UpstreamResult
+from atkproxy.store.memory import MemoryStore
+from atkproxy.store.sealed import SealedStore
 
 from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
 from .support import ASYNC, Echo, wait_job
@@ -42,7 +46,9 @@ from .support import ASYNC, Echo, wait_job
 OAUTH_DIR = Path(__file__).resolve().parents[1] / "oauth"
 INCOMING = [("Authorization", "Bearer incoming-user-token"), ("X-User-Token", "user-7")]
 # what every callback carries besides authentication
-ORDINARY = {"host", "content-length", "content-type", "accept", "accept-encoding", "user-agent"}
+ORDINARY = {"host", "content-length", "content-type", "accept", "accept-encoding", "user-agent",
+            "x-atk-status", "x-atk-job", "x-atk-instance-id", "x-atk-upstream-status",
+            "x-atk-attempt"}  # fmt: skip
 
 
 def b64(text: str) -> str:
@@ -51,8 +57,10 @@ def b64(text: str) -> str:
 
 def make_job(callback_url: str, incoming: list[tuple[str, str]] | None = None) -> Job:
     headers = INCOMING if incoming is None else incoming
+    result = UpstreamResult(200, [("Content-Type", "application/json")], b"{}")
     return Job(id=os.urandom(8).hex(), instance_id="i-1", callback_url=callback_url,
-               request=UpstreamRequest("POST", "/orders", list(headers), b"{}"))  # fmt: skip
+               request=UpstreamRequest("POST", "/orders", list(headers), b"{}"),
+               state=JobState.DELIVERING, result=result, status=AtkStatus.COMPLETED)  # fmt: skip
 
 
 def extra_headers(received: Received) -> dict[str, str]:
@@ -61,25 +69,14 @@ def extra_headers(received: Received) -> dict[str, str]:
 
 
 class Sender:
-    """Sends callbacks as atkproxy.callback does: apply, POST; on a 401, renew and retry once."""
+    """The product's delivery, atkproxy.callback.Deliverer.send: apply the auth, POST, and on
+    a 401 renew and retry once; the receiver's status, or the auth error raised."""
 
     def __init__(self, session: aiohttp.ClientSession, auth: CallbackAuth) -> None:
-        self.session = session
-        self.auth = auth
+        self._deliverer = Deliverer(session, auth)
 
     async def send(self, job: Job) -> int:
-        status = await self._once(job)
-        if status == 401 and await self.auth.renew():
-            status = await self._once(job)
-        return status
-
-    async def _once(self, job: Job) -> int:
-        assert job.callback_url is not None
-        headers = CIMultiDict({"Content-Type": "application/json"})
-        request = CallbackRequest(URL(job.callback_url), headers, job)
-        await self.auth.apply(request)
-        async with self.session.post(request.url, headers=request.headers, data=b"{}") as r:
-            return r.status
+        return await self._deliverer.send(job, 1)
 
 
 @pytest.fixture
@@ -150,13 +147,20 @@ async def test_on_behalf_without_the_header_sends_none(
     assert extra_headers(received) == {}
 
 
-async def test_on_behalf_after_a_restart_uses_the_recorded_request(
-    receiver: Receiver, session: aiohttp.ClientSession
+@pytest.mark.parametrize("with_key", [True, False], ids=["secret-key", "no-key"])
+async def test_on_behalf_after_a_restart_only_with_a_store_key(
+    receiver: Receiver, session: aiohttp.ClientSession, with_key: bool
 ) -> None:
+    # the job as a restarted proxy reads it back from its store: the header is there only
+    # when store.secret_key let it be kept (encrypted) at rest
+    key = SecretStr(Fernet.generate_key().decode()) if with_key else None
+    store = SealedStore(MemoryStore(), ["Authorization"], key)
+    await store.add(make_job(receiver.url))
+    [recovered] = await store.in_states([JobState.DELIVERING])
     auth = create_auth(CallbackAuthSettings(type="on-behalf"))  # a fresh process: nothing captured
-    job = make_job(receiver.url)
-    assert await Sender(session, auth).send(job) == 200
-    assert extra_headers(await receiver.next()) == {"authorization": "Bearer incoming-user-token"}
+    assert await Sender(session, auth).send(recovered) == 200
+    expected = {"authorization": "Bearer incoming-user-token"} if with_key else {}
+    assert extra_headers(await receiver.next()) == expected
 
 
 async def test_on_behalf_forget_drops_the_captured_value(
@@ -612,7 +616,7 @@ async def test_no_secret_in_logs_or_the_job_api(
         async with proxy.get(f"/_atk/jobs/{view['job']}") as r:
             api = await r.text()
     assert view["state"] == "delivered"
-    assert extra_headers(received)  # the mode did authenticate
+    assert extra_headers(received) or received.query.get("key")  # the mode did authenticate
     assert {"job accepted", "callback delivered"} <= {entry["event"] for entry in logs}
     issued = await tokens.issued()
     # the receiver's own access log shows its query: it is the receiver's to keep

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -85,3 +86,25 @@ async def test_unreachable_upstream_is_failed_with_the_sync_error_as_body(
     assert callback.headers["X-ATK-Status"] == "Failed"
     assert callback.headers["X-ATK-Upstream-Status"] == "502"
     assert callback.json()["error"].startswith("upstream unavailable")
+
+
+async def test_receiver_status_decides_without_reading_its_body(
+    upstream: str, aiohttp_server: ServerFactory, make_proxy: ProxyFactory
+) -> None:
+    never = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        await response.write(b"x" * 65536)
+        await never.wait()  # the rest of the body never comes
+        return response
+
+    receiver = web.Application()
+    receiver.router.add_post("/cb", endless)
+    proxy = await make_proxy(upstream, {"callback": {"timeout": "2s"}}, automatiko=False)
+    url = await start_app(aiohttp_server, receiver) + "/cb"
+    view = await wait_job(proxy, await submit(proxy, "/x", url))
+    assert view["state"] == "delivered"
+    assert view["callback"]["attempts"][0]["status"] == 200
+    never.set()

@@ -22,10 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def atkproxy(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "atkproxy", *args, cwd=ROOT,
+        sys.executable,
+        "-m",
+        "atkproxy",
+        *args,
+        cwd=ROOT,
         env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -37,10 +42,15 @@ async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, 
 
 async def test_check_config_layers_file_env_and_defines() -> None:
     code, out, _ = await run(
-        "check-config", "--config", "config/automatiko.yaml",
-        "-D", "upstream.timeout=1m", "-D", "listen.port=9001",
+        "check-config",
+        "--config",
+        "config/automatiko.yaml",
+        "-D",
+        "upstream.timeout=1m",
+        "-D",
+        "listen.port=9001",
         env={"ATKPROXY_LISTEN__PORT": "9000", "ATKPROXY_ASYNC__MAX_BODY": "2MiB"},
-    )  # fmt: skip
+    )
     assert code == 0
     effective = yaml.safe_load(out)
     assert effective["listen"]["port"] == 9001
@@ -92,9 +102,15 @@ async def test_serve_logs_json_and_stops_on_sigterm(
 ) -> None:
     upstream, port = await start_app(aiohttp_server, Echo().app), free_port()
     process = await atkproxy(
-        "-D", f"listen.port={port}", "-D", "listen.host=127.0.0.1",
-        "-D", f"upstream.url={upstream}", "-D", f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
-    )  # fmt: skip
+        "-D",
+        f"listen.port={port}",
+        "-D",
+        "listen.host=127.0.0.1",
+        "-D",
+        f"upstream.url={upstream}",
+        "-D",
+        f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
+    )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
         await wait_healthy(session, f"{base}/_atk/health")
@@ -118,9 +134,18 @@ async def test_sigkill_loses_no_accepted_job(
 ) -> None:
     echo = Echo()
     upstream, port = await start_app(aiohttp_server, echo.app), free_port()
-    defines = ["-D", f"listen.port={port}", "-D", "listen.host=127.0.0.1",
-               "-D", f"upstream.url={upstream}", "-D", "async.max_inflight=1",
-               "-D", f"store.url=sqlite:///{tmp_path / 'jobs.db'}"]  # fmt: skip
+    defines = [
+        "-D",
+        f"listen.port={port}",
+        "-D",
+        "listen.host=127.0.0.1",
+        "-D",
+        f"upstream.url={upstream}",
+        "-D",
+        "async.max_inflight=1",
+        "-D",
+        f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
+    ]
     base = f"http://127.0.0.1:{port}"
     headers = {**ASYNC, "X-ATK-Callback": receiver.url}
     first = await atkproxy(*defines)
@@ -145,3 +170,40 @@ async def test_sigkill_loses_no_accepted_job(
         second.send_signal(signal.SIGTERM)
         await second.communicate()
     assert callbacks == {job: "Completed" for job in jobs[1:]} | {jobs[0]: "Failed"}
+
+
+async def test_config_errors_and_what_check_config_hides() -> None:
+    code, _, err = await run(
+        "check-config",
+        "-D",
+        "upstream.url=http://u:pw@127.0.0.1:1",
+        "-D",
+        "async.routes=[{path: '/{id:[}'}]",
+    )
+    assert code == 2
+    assert "upstream.url: Value error, must not carry user info" in err
+    assert "async.routes.0.path: Value error, invalid path template" in err
+    assert "pw@" not in err
+
+    token_url = "http://cb:t0k3npw@127.0.0.1:1/token"
+    code, out, _ = await run(
+        "check-config",
+        "-D",
+        "callback.auth.type=oauth",
+        "-D",
+        f"callback.auth.token_url={token_url}",
+        "-D",
+        "callback.auth.client_id=c",
+        "-D",
+        "callback.auth.client_secret=s3cr3t-value",
+        env={"ATKPROXY_PORT": "tcp://10.96.0.7:8080", "ATKPROXY_SERVICE_HOST": "10.96.0.7"},
+    )
+    assert code == 0  # Kubernetes service-link variables are not configuration
+    assert "t0k3npw" not in out and "s3cr3t-value" not in out
+    assert "http://cb:**********@127.0.0.1:1/token" in out
+
+
+async def test_unopenable_store_names_the_key() -> None:
+    code, _, err = await run("-D", "store.url=sqlite:////proc/none/jobs.db", "-D", "listen.port=0")
+    assert code == 2
+    assert "atkproxy: store.url: cannot open sqlite:////proc/none/jobs.db" in err

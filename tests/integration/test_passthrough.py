@@ -197,3 +197,9 @@ async def test_client_leaving_mid_download_is_not_an_error(
         await runner.cleanup()
     assert not [line for line in logs if line["log_level"] in ("warning", "error")]
     assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+
+
+async def test_any_path_passes_even_with_an_encoded_newline(proxy: TestClient[Any, Any]) -> None:
+    async with proxy.get("/a%0Ab%0D%20c") as r:
+        assert r.status == 200
+        assert (await r.json())["path_qs"] == "/a%0Ab%0D%20c"
