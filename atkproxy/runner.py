@@ -197,7 +197,15 @@ class Runner:
             headers = [
                 (k, v) for k, v in job.request.headers if k.lower() not in PROBE_HEADERS_DROPPED
             ]
-            return outcome.outcome(await self._upstream.get_status(outcome.path, headers))
+            answer = await self._upstream.get_status(outcome.path, headers)
+            if answer not in outcome.mapping:
+                log.warning(
+                    "status probe not understood; status from the upstream's answer",
+                    probe=outcome.path,
+                    probe_status=answer,
+                    status=outcome.fallback.value,
+                )
+            return outcome.outcome(answer)
         return outcome
 
     # -- after a restart ------------------------------------------------------------

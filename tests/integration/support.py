@@ -70,9 +70,12 @@ class Echo:
         count = int(request.match_info["count"])
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)
-        for offset in range(0, count, 65536):
-            await response.write(pattern(offset, min(65536, count - offset)))
-        await response.write_eof()
+        try:
+            for offset in range(0, count, 65536):
+                await response.write(pattern(offset, min(65536, count - offset)))
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the proxy hung up (its client left): not an error of this upstream
         return response
 
     async def broken(self, request: web.Request) -> web.StreamResponse:
