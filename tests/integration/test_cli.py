@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 
 from .conftest import Receiver, ServerFactory, start_app
@@ -129,8 +130,9 @@ async def test_serve_logs_json_and_stops_on_sigterm(
     assert "t0ps3cret" not in err.decode()
 
 
-async def test_sigkill_loses_no_accepted_job(
-    tmp_path: Path, aiohttp_server: ServerFactory, receiver: Receiver
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+async def test_a_stop_loses_no_accepted_job(
+    tmp_path: Path, aiohttp_server: ServerFactory, receiver: Receiver, stop: signal.Signals
 ) -> None:
     echo = Echo()
     upstream, port = await start_app(aiohttp_server, echo.app), free_port()
@@ -143,6 +145,8 @@ async def test_sigkill_loses_no_accepted_job(
         f"upstream.url={upstream}",
         "-D",
         "async.max_inflight=1",
+        "-D",
+        "async.drain_timeout=300ms",
         "-D",
         f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
     ]
@@ -157,8 +161,8 @@ async def test_sigkill_loses_no_accepted_job(
                 assert r.status == 202
                 jobs.append(r.headers["X-ATK-Job"])
         await echo.arrived.get()  # job 0 is running upstream; 1-4 wait in the queue
-        first.kill()
-        await first.wait()
+        first.send_signal(stop)  # SIGTERM: the drain gives the running call 300 ms, then stops
+        assert await asyncio.wait_for(first.wait(), 30) == (0 if stop == signal.SIGTERM else -9)
         echo.release.set()
 
         second = await atkproxy(*defines)
