@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
+from pydantic import SecretStr
 from yarl import URL
 
 from ..jobs import Job
@@ -72,3 +73,14 @@ class StaticAuth:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class NamedSecretAuth(StaticAuth):
+    """A mode that sends one configured name with a secret value (custom header, query)."""
+
+    def __init__(self, name: str, value: SecretStr) -> None:
+        self._name = name
+        self._value = value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r})"

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import aiohttp
-from pydantic import SecretStr
 
-from .base import CallbackRequest, StaticAuth
+from .base import CallbackRequest, NamedSecretAuth
 from .config import CallbackAuthSettings
 
 
-class CustomHeaderAuth(StaticAuth):
-    def __init__(self, name: str, value: SecretStr) -> None:
-        self._name = name
-        self._value = value
-
+class CustomHeaderAuth(NamedSecretAuth):
     @classmethod
     def from_settings(
         cls, settings: CallbackAuthSettings, session: aiohttp.ClientSession | None = None
@@ -23,6 +18,3 @@ class CustomHeaderAuth(StaticAuth):
 
     async def apply(self, request: CallbackRequest) -> None:
         request.headers[self._name] = self._value.get_secret_value()
-
-    def __repr__(self) -> str:
-        return f"CustomHeaderAuth(name={self._name!r})"

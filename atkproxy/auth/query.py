@@ -7,11 +7,10 @@ name given by the client is replaced, so the receiver never sees two competing v
 from __future__ import annotations
 
 import aiohttp
-from pydantic import SecretStr
 from yarl import URL
 
 from ..urls import with_query_param
-from .base import CallbackRequest, StaticAuth
+from .base import CallbackRequest, NamedSecretAuth
 from .config import CallbackAuthSettings
 
 
@@ -27,11 +26,7 @@ def with_parameter(url: URL, name: str, value: str) -> URL:
     )
 
 
-class QueryAuth(StaticAuth):
-    def __init__(self, name: str, value: SecretStr) -> None:
-        self._name = name
-        self._value = value
-
+class QueryAuth(NamedSecretAuth):
     @classmethod
     def from_settings(
         cls, settings: CallbackAuthSettings, session: aiohttp.ClientSession | None = None
@@ -41,6 +36,3 @@ class QueryAuth(StaticAuth):
 
     async def apply(self, request: CallbackRequest) -> None:
         request.url = with_parameter(request.url, self._name, self._value.get_secret_value())
-
-    def __repr__(self) -> str:
-        return f"QueryAuth(name={self._name!r})"

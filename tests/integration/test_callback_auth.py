@@ -285,6 +285,14 @@ async def auths() -> AsyncIterator[list[CallbackAuth]]:
         await auth.close()
 
 
+@pytest.fixture
+async def client_auth(tokens: TokenServer) -> AsyncIterator[CallbackAuth]:
+    """The client-credentials mode against the token server (asks for a token only when used)."""
+    auth = create_auth(client_credentials(tokens))
+    yield auth
+    await auth.close()
+
+
 async def bearer_seen(receiver: Receiver) -> str:
     received = await receiver.next()
     assert set(extra_headers(received)) == {"authorization"}
@@ -357,12 +365,10 @@ async def test_refresh_token_grant_rotates_the_refresh_token(
 
 async def test_token_is_renewed_before_it_expires(
     tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
-    auths: list[CallbackAuth],
+    client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(expires_in=2, clients=CLIENT)
-    auth = create_auth(client_credentials(tokens))
-    auths.append(auth)
-    sender = Sender(session, auth)
+    sender = Sender(session, client_auth)
     assert await sender.send(make_job(receiver.url)) == 200
     first = await bearer_seen(receiver)
     deadline = time.monotonic() + 5
@@ -378,12 +384,10 @@ async def test_token_is_renewed_before_it_expires(
 
 async def test_concurrent_deliveries_share_one_token_request(
     tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
-    auths: list[CallbackAuth],
+    client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
-    auth = create_auth(client_credentials(tokens))
-    auths.append(auth)
-    sender = Sender(session, auth)
+    sender = Sender(session, client_auth)
     statuses = await asyncio.gather(*(sender.send(make_job(receiver.url)) for _ in range(20)))
     assert statuses == [200] * 20
     [token] = await tokens.issued()
@@ -392,38 +396,32 @@ async def test_concurrent_deliveries_share_one_token_request(
 
 async def test_401_renews_the_token_once_and_retries(
     tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
-    auths: list[CallbackAuth],
+    client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
-    auth = create_auth(client_credentials(tokens))
-    auths.append(auth)
     receiver.respond_with = [401]
-    assert await Sender(session, auth).send(make_job(receiver.url)) == 200
+    assert await Sender(session, client_auth).send(make_job(receiver.url)) == 200
     first, second = await tokens.issued()
     assert [await bearer_seen(receiver), await bearer_seen(receiver)] == [first, second]
 
 
 async def test_401_twice_is_a_failed_attempt_after_one_retry(
     tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
-    auths: list[CallbackAuth],
+    client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
-    auth = create_auth(client_credentials(tokens))
-    auths.append(auth)
     receiver.respond_with = [401, 401]
-    assert await Sender(session, auth).send(make_job(receiver.url)) == 401
+    assert await Sender(session, client_auth).send(make_job(receiver.url)) == 401
     assert len(receiver.received) == 2
     assert len(await tokens.issued()) == 2
 
 
 async def test_concurrent_401s_share_one_renewal(
     tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
-    auths: list[CallbackAuth],
+    client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
-    auth = create_auth(client_credentials(tokens))
-    auths.append(auth)
-    sender = Sender(session, auth)
+    sender = Sender(session, client_auth)
     assert await sender.send(make_job(receiver.url)) == 200  # the first token, cached
     receiver.respond_with = [401] * 5
     statuses = await asyncio.gather(*(sender.send(make_job(receiver.url)) for _ in range(5)))
@@ -446,16 +444,14 @@ async def test_static_token_first_then_the_grant_after_a_401(
 
 async def test_a_refused_issued_refresh_token_falls_back_to_client_credentials(
     tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
-    auths: list[CallbackAuth],
+    client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
     issued = {"access_token": "a-1", "token_type": "Bearer", "refresh_token": "issued-rt"}
     await tokens.answer(200, issued)
     await tokens.answer(400, {"error": "invalid_grant"})
-    auth = create_auth(client_credentials(tokens))
-    auths.append(auth)
     receiver.respond_with = [200, 401, 200]
-    sender = Sender(session, auth)
+    sender = Sender(session, client_auth)
     assert await sender.send(make_job(receiver.url)) == 200
     assert await sender.send(make_job(receiver.url)) == 200
     requests = await tokens.requests()
@@ -475,13 +471,11 @@ async def test_a_refused_issued_refresh_token_falls_back_to_client_credentials(
 ])  # fmt: skip
 async def test_token_endpoint_error_fails_the_delivery_then_recovers(
     tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
-    auths: list[CallbackAuth], status: int, body: dict[str, Any], reason: str,
+    client_auth: CallbackAuth, status: int, body: dict[str, Any], reason: str,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
     await tokens.answer(status, body)
-    auth = create_auth(client_credentials(tokens))
-    auths.append(auth)
-    sender = Sender(session, auth)
+    sender = Sender(session, client_auth)
     with pytest.raises(CallbackAuthError, match=reason):
         await sender.send(make_job(receiver.url))
     assert receiver.received == []
