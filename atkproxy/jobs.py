@@ -1,18 +1,22 @@
 """Jobs: what an async request becomes, and the transitions it goes through (pure).
 
-    accepted -> running -> finished -> delivering -> delivered
-                                   \\-> (no callback: ends at finished)   \\-> dead
+    accepted -> running -> finished                   (no callback owed: ends here)
+       ^          |    \\-> delivering -> delivered
+       |          |              |   \\-> dead -> (redeliver) -> delivering
+       \\----------/ (upstream not reached: retried later)
 
-A job is recorded in the store before the 202 leaves. After a restart, `accepted`
-jobs run, `finished`/`delivering` jobs deliver, and `running` jobs are settled by
-the route's replay policy (see runner.recover).
+A job is recorded in the store before the 202 leaves. The store is also the schedule:
+every job that still has work carries `due_at`; a worker holds a job under a lease
+(`lease_owner` until `lease_until`) while it works on it and hands it back with its next
+state and due time. A job whose holder died is offered again once the lease expires.
+
+A job read for its status carries no bodies (`request` and `result` are None); a job
+claimed for work carries both. `upstream_status`/`upstream_error` are always there.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
-import json
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -39,16 +43,21 @@ class AtkStatus(enum.StrEnum):
 
 ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.ACCEPTED: frozenset({JobState.RUNNING, JobState.FINISHED}),
-    JobState.RUNNING: frozenset({JobState.FINISHED, JobState.ACCEPTED}),
+    # back to accepted: the upstream was not reached, or a replay-safe call was interrupted
+    JobState.RUNNING: frozenset({JobState.RUNNING, JobState.FINISHED, JobState.ACCEPTED}),
     JobState.FINISHED: frozenset({JobState.DELIVERING}),  # in the same save as FINISHED
     JobState.DELIVERING: frozenset({JobState.DELIVERED, JobState.DEAD, JobState.DELIVERING}),
-    JobState.DELIVERED: frozenset(),
-    JobState.DEAD: frozenset({JobState.DELIVERING}),
+    JobState.DELIVERED: frozenset({JobState.DELIVERING}),  # redelivered
+    JobState.DEAD: frozenset({JobState.DELIVERING}),  # redelivered
 }
 
 # A finished job that owes a callback moves on to `delivering` in the same save, so a job
 # found in `finished` owes nothing: these three states end a job's life.
 TERMINAL = frozenset({JobState.FINISHED, JobState.DELIVERED, JobState.DEAD})
+# States whose next step calls the upstream, and the one whose next step is a delivery.
+UPSTREAM_STATES = frozenset({JobState.ACCEPTED, JobState.RUNNING})
+DELIVERY_STATES = frozenset({JobState.DELIVERING})
+REDELIVERABLE = frozenset({JobState.DEAD, JobState.DELIVERED})
 
 Headers = list[tuple[str, str]]
 
@@ -75,6 +84,8 @@ class UpstreamResult:
     headers: Headers
     body: bytes
     error: str | None = None
+    # the request never reached the upstream (refused, connect timeout): safe to try again
+    not_sent: bool = False
 
     @property
     def content_type(self) -> str | None:
@@ -86,23 +97,34 @@ class UpstreamResult:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One callback delivery attempt: the receiver's status, or an error."""
+    """One callback delivery attempt: the receiver's status, or an error.
+
+    An attempt is recorded (status and error None, `pending`) before its POST is sent, so
+    that after a crash the next attempt carries the next number.
+    """
 
     at: float
     status: int | None
     error: str | None
     duration: float
+    retry_after: float | None = None  # what the receiver asked for, in seconds
 
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def pending(self) -> bool:
+        return self.status is None and self.error is None
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
     id: str
     instance_id: str
-    request: UpstreamRequest
+    method: str
+    path_qs: str
+    request: UpstreamRequest | None = None  # None: not loaded (a status read)
     callback_url: str | None = None
     route: str | None = None
     replay_safe: bool = False
@@ -110,10 +132,22 @@ class Job:
     state: JobState = JobState.ACCEPTED
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
-    result: UpstreamResult | None = None
+    result: UpstreamResult | None = None  # None: no result yet, or not loaded
+    upstream_status: int | None = None  # facts of the result, kept with the small fields
+    upstream_error: str | None = None
     status: AtkStatus | None = None
     reason: str | None = None
     attempts: tuple[Attempt, ...] = ()
+    delivery_base: int = 0  # attempts before the current retry schedule began (redelivery)
+    tries: int = 0  # upstream calls that did not reach the upstream
+    due_at: float | None = None  # when the next step is due; None: nothing left to do
+    lease_owner: str | None = None
+    lease_until: float = 0.0
+    idempotency: str | None = None  # digest of (method, path, Idempotency-Key)
+    fingerprint: str | None = None  # digest of the request, to tell a repeat from a conflict
+    reply: bytes | None = None  # the 202 body, kept for idempotent repeats
+    owner: str | None = None  # keyed digest of the credentials the request carried
+    trace: str | None = None  # W3C traceparent (and tracestate) of the request
 
     def to(self, state: JobState, **changes: Any) -> Job:
         """The job moved to `state`; raises TransitionError on a move the life cycle forbids."""
@@ -121,9 +155,34 @@ class Job:
             raise TransitionError(f"job {self.id}: {self.state} -> {state} is not allowed")
         return replace(self, state=state, updated_at=time.time(), **changes)
 
+    def with_result(self, result: UpstreamResult) -> Job:
+        return replace(
+            self, result=result, upstream_status=result.status, upstream_error=result.error
+        )
+
+    def leased(self, owner: str, until: float) -> Job:
+        return replace(self, lease_owner=owner, lease_until=until)
+
+    def released(self, due_at: float | None) -> Job:
+        """Handed back to the store: unleased, next due at `due_at` (None: nothing to do)."""
+        return replace(self, lease_owner=None, lease_until=0.0, due_at=due_at)
+
+    def light(self) -> Job:
+        """The job without its bodies, as a status read returns it."""
+        return replace(self, request=None, result=None, reply=None)
+
     @property
     def wants_callback(self) -> bool:
         return self.callback_url is not None
+
+    @property
+    def has_result(self) -> bool:
+        return self.upstream_status is not None
+
+    @property
+    def delivery_attempts(self) -> tuple[Attempt, ...]:
+        """The attempts of the current retry schedule."""
+        return self.attempts[self.delivery_base :]
 
 
 def new_job_id() -> str:
@@ -132,90 +191,3 @@ def new_job_id() -> str:
 
 def new_instance_id() -> str:
     return str(uuid.uuid4())
-
-
-# -- records: a JSON-safe dict form shared by every store backend -----------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def to_record(job: Job) -> dict[str, Any]:
-    req = job.request
-    res = job.result
-    return {
-        "id": job.id,
-        "instance_id": job.instance_id,
-        "request": {
-            "method": req.method,
-            "path_qs": req.path_qs,
-            "headers": [list(h) for h in req.headers],
-            "body": _b64(req.body),
-        },
-        "callback_url": job.callback_url,
-        "route": job.route,
-        "replay_safe": job.replay_safe,
-        "path_params": job.path_params,
-        "state": job.state.value,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "result": None
-        if res is None
-        else {
-            "status": res.status,
-            "headers": [list(h) for h in res.headers],
-            "body": _b64(res.body),
-            "error": res.error,
-        },
-        "status": None if job.status is None else job.status.value,
-        "reason": job.reason,
-        "attempts": [[a.at, a.status, a.error, a.duration] for a in job.attempts],
-    }
-
-
-def _headers(raw: list[list[str]]) -> Headers:
-    return [(name, value) for name, value in raw]
-
-
-def from_record(rec: dict[str, Any]) -> Job:
-    req = rec["request"]
-    res = rec["result"]
-    return Job(
-        id=rec["id"],
-        instance_id=rec["instance_id"],
-        request=UpstreamRequest(
-            method=req["method"],
-            path_qs=req["path_qs"],
-            headers=_headers(req["headers"]),
-            body=base64.b64decode(req["body"]),
-        ),
-        callback_url=rec["callback_url"],
-        route=rec["route"],
-        replay_safe=rec["replay_safe"],
-        path_params=dict(rec["path_params"]),
-        state=JobState(rec["state"]),
-        created_at=rec["created_at"],
-        updated_at=rec["updated_at"],
-        result=None
-        if res is None
-        else UpstreamResult(
-            status=res["status"],
-            headers=_headers(res["headers"]),
-            body=base64.b64decode(res["body"]),
-            error=res["error"],
-        ),
-        status=None if rec["status"] is None else AtkStatus(rec["status"]),
-        reason=rec["reason"],
-        attempts=tuple(Attempt(*a) for a in rec["attempts"]),
-    )
-
-
-def dumps(job: Job) -> str:
-    # ensure_ascii (the default) keeps lone surrogates, which aiohttp puts in headers
-    # that were not UTF-8, storable: they become \udcXX escapes instead of failing to encode.
-    return json.dumps(to_record(job))
-
-
-def loads(text: str | bytes) -> Job:
-    return from_record(json.loads(text))
