@@ -1,9 +1,10 @@
 """Callback delivery: the one client that talks to callback receivers.
 
-A delivery POSTs the upstream's answer as the sync call would have returned it, with
+An attempt POSTs the upstream's answer as the sync call would have returned it, with
 the X-ATK-* headers that say what it is, authenticated by the configured mode. No
 redirect is followed, no cookie is kept. An answer of 2xx is a delivery; anything
-else, or no answer within callback.timeout, is a failed attempt.
+else, or no answer within callback.timeout, is a failed attempt, which the engine
+retries on the callback.retry schedule (see retry.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from yarl import URL
 
 from .auth import CallbackAuth, CallbackAuthError, CallbackRequest
 from .jobs import Attempt, Job
+from .retry import retry_after_seconds
 
 
 def callback_session(timeout: float) -> aiohttp.ClientSession:
@@ -46,28 +48,29 @@ class Deliverer:
         self._session = session
         self._auth = auth
 
-    async def deliver(self, job: Job) -> Attempt:
-        """One delivery attempt (with one renewal and retry on a 401), never raising."""
+    async def deliver(self, job: Job, attempt: int) -> Attempt:
+        """Attempt number `attempt` (with one renewal and retry on a 401), never raising."""
         started = time.time()
-        status, error = None, None
+        status, error, retry_after = None, None, None
         try:
-            status = await self.send(job, len(job.attempts) + 1)
+            status, asked = await self.send(job, attempt)
+            retry_after = retry_after_seconds(asked, time.time())
         except CallbackAuthError as exc:
             error = f"callback authentication failed: {exc}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"callback failed: {describe(exc)}"
         except Exception as exc:  # any other failure is recorded too: a job never hangs
             error = f"callback failed: {exc.__class__.__name__}"
-        return Attempt(started, status, error, round(time.time() - started, 6))
+        return Attempt(started, status, error, round(time.time() - started, 6), retry_after)
 
-    async def send(self, job: Job, attempt: int) -> int:
-        """The receiver's status; raises CallbackAuthError or aiohttp's errors."""
-        status = await self._send(job, attempt)
-        if status == 401 and await self._auth.renew():
-            status = await self._send(job, attempt)
-        return status
+    async def send(self, job: Job, attempt: int) -> tuple[int, str | None]:
+        """The receiver's status and Retry-After; raises CallbackAuthError or aiohttp's errors."""
+        answer = await self._send(job, attempt)
+        if answer[0] == 401 and await self._auth.renew():
+            answer = await self._send(job, attempt)
+        return answer
 
-    async def _send(self, job: Job, attempt: int) -> int:
+    async def _send(self, job: Job, attempt: int) -> tuple[int, str | None]:
         assert job.callback_url is not None and job.result is not None
         request = CallbackRequest(URL(job.callback_url), callback_headers(job, attempt), job)
         await self._auth.apply(request)
@@ -75,7 +78,7 @@ class Deliverer:
             request.url, headers=request.headers, data=job.result.body, allow_redirects=False
         ) as response:
             # The status line decides; the receiver's body is not read (it could be endless).
-            return response.status
+            return response.status, response.headers.get("Retry-After")
 
 
 def describe(exc: BaseException) -> str:

@@ -4,6 +4,8 @@ Exceptions raised toward the proxy:
 
     UpstreamError                 the upstream gave no usable answer
     ├── UpstreamUnavailable       refused, reset, closed mid-way (-> 502)
+    │   └── UpstreamNotReached    the request certainly never reached it: refused, no
+    │                             connection within connect_timeout (a job tries again)
     ├── UpstreamTimeout           nothing within upstream.timeout (-> 504)
     └── AnswerTooLarge            a job's answer over async.max_result (-> 502)
 """
@@ -43,6 +45,10 @@ class UpstreamError(Exception):
 
 
 class UpstreamUnavailable(UpstreamError):
+    status = 502
+
+
+class UpstreamNotReached(UpstreamUnavailable):
     status = 502
 
 
@@ -93,7 +99,9 @@ def error_body(status: int, message: str) -> bytes:
 def failed_result(exc: UpstreamError) -> UpstreamResult:
     """What the sync call would have answered when the upstream gave no answer."""
     headers = [("Content-Type", "application/json")]
-    return UpstreamResult(exc.status, headers, error_body(exc.status, str(exc)), error=str(exc))
+    body = error_body(exc.status, str(exc))
+    not_sent = isinstance(exc, UpstreamNotReached)
+    return UpstreamResult(exc.status, headers, body, error=str(exc), not_sent=not_sent)
 
 
 @asynccontextmanager
@@ -101,6 +109,10 @@ async def upstream_errors() -> AsyncIterator[None]:
     """Translate aiohttp's and asyncio's exceptions into UpstreamError, keeping the cause."""
     try:
         yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise UpstreamNotReached("upstream not reached within connect_timeout") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamNotReached(f"upstream not reached: {exc.__class__.__name__}") from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout("upstream did not answer in time") from exc
     except aiohttp.ClientError as exc:

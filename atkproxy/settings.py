@@ -89,6 +89,7 @@ def _str_items(value: Any) -> Any:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+Durations = Annotated[list[Duration], BeforeValidator(_yaml_if_text)]
 
 
 class Section(BaseModel):
@@ -100,11 +101,41 @@ class Listen(Section):
     port: int = Field(8080, ge=0, le=65535)
 
 
-class Upstream(Section):
+class RetrySchedule(Section):
+    """Delays before each next try (the last repeats), for at most `max_age` in all."""
+
+    schedule: Durations
+    max_age: Duration
+
+    @field_validator("schedule")
+    @classmethod
+    def _not_empty(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("needs at least one delay")
+        return value
+
+
+class UpstreamRetry(RetrySchedule):
+    """A request that never reached the upstream (refused, connect timeout) is tried again."""
+
+    schedule: Durations = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    max_age: Duration = 300.0
+
+
+class CallbackRetry(RetrySchedule):
+    """Delays before each attempt (Standard Webhooks' spirit); jobs out of schedule are dead."""
+
+    schedule: Durations = [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    max_age: Duration = 3 * 86400.0
+    stop_on: Annotated[list[int], BeforeValidator(_yaml_if_text)] = [410]
+
+
+class UpstreamSettings(Section):
     url: str = "http://127.0.0.1:8081"
     timeout: Duration = 30.0
     connect_timeout: Duration = 5.0
     max_connections: int = Field(100, ge=1)
+    retry: UpstreamRetry = UpstreamRetry()
 
     @field_validator("url")
     @classmethod
@@ -117,9 +148,13 @@ class Upstream(Section):
         return value.rstrip("/")
 
 
-class Store(Section):
+class StoreSettings(Section):
     url: str = "sqlite:///atkproxy-jobs.db"
     retention: Duration = 7 * 86400.0
+    # how long a job stays with a worker that stopped renewing it (a dead replica)
+    lease: Duration = Field(30.0, gt=0)
+    # how often the store is asked for due jobs besides the wake-ups of this process
+    poll: Duration = Field(1.0, gt=0)
     # Credentials among the recorded request headers: encrypted at rest with secret_key (a
     # Fernet key), or, without one, never written to a durable store (kept in memory only).
     protected_headers: Annotated[list[str], BeforeValidator(_yaml_if_text)] = [
@@ -206,8 +241,10 @@ class AsyncSection(Section):
     routes: Annotated[list[Route], BeforeValidator(_yaml_if_text)] = []
 
 
-class Callback(Section):
+class CallbackSettings(Section):
     timeout: Duration = 10.0
+    max_inflight: int = Field(32, ge=1)  # deliveries at once, apart from the upstream calls
+    retry: CallbackRetry = CallbackRetry()
     no_callback_statuses: Annotated[list[int], BeforeValidator(_yaml_if_text)] = [401, 403]
     auth: CallbackAuthSettings = CallbackAuthSettings()
 
@@ -235,10 +272,14 @@ class StatusRule(Section):
 
 class StatusSection(Section):
     rules: Annotated[list[StatusRule], BeforeValidator(_yaml_if_text)] = []
+    # a probe with no answer (or one its map does not name) is asked again for this long
+    probe_max_age: Duration = 120.0
 
 
 class Management(Section):
     prefix: str = "/_atk"
+    # Bearer token for the job list and re-drive; without one they answer loopback peers only
+    token: SecretStr | None = None
 
     @field_validator("prefix")
     @classmethod
@@ -260,10 +301,10 @@ class Logging(Section):
 
 class Settings(Section):
     listen: Listen = Listen()
-    upstream: Upstream = Upstream()
-    store: Store = Store()
+    upstream: UpstreamSettings = UpstreamSettings()
+    store: StoreSettings = StoreSettings()
     async_: AsyncSection = Field(AsyncSection(), alias="async")
-    callback: Callback = Callback()
+    callback: CallbackSettings = CallbackSettings()
     status: StatusSection = StatusSection()
     management: Management = Management()
     logging: Logging = Logging()

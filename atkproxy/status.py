@@ -9,8 +9,10 @@ path template filled. With no rule applying: 2xx/3xx is Completed, anything else
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +33,28 @@ class Probe:
 
     def outcome(self, status: int | None) -> AtkStatus:
         return self.mapping.get(status, self.fallback) if status else self.fallback
+
+
+PROBE_UNANSWERED = "status probe unanswered"
+Ask = Callable[[str], Awaitable[int | None]]
+
+
+async def ask_until_answered(
+    probe: Probe, ask: Ask, max_age: float, first_delay: float = 0.25, max_delay: float = 10.0
+) -> tuple[AtkStatus, str | None]:
+    """Ask the probe until it gets an answer its map names, with backoff, for up to `max_age`
+    seconds; then fall back to the upstream's own answer and say so (the reason)."""
+    deadline = time.monotonic() + max_age
+    delay = first_delay
+    while True:
+        answer = await ask(probe.path)
+        if answer in probe.mapping:
+            return probe.mapping[answer], None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return probe.fallback, PROBE_UNANSWERED
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, max_delay)
 
 
 def status_matches(patterns: Sequence[str], status: int) -> bool:

@@ -49,7 +49,12 @@ class JobStore(Protocol):
         first; returned with their bodies."""
 
     async def renew(self, owner: str, job_ids: Collection[str], until: float) -> set[str]:
-        """Extend the leases `owner` still holds among `job_ids`; returns those ids."""
+        """Extend the leases `owner` still holds among `job_ids`; returns those ids.
+        (`until` in the past ends them: a stopping worker hands its jobs on at once.)"""
+
+    async def expire_leases(self) -> int:
+        """End every lease (an embedded store's only process starting again: the leases it
+        finds are its dead predecessor's). Returns how many there were."""
 
     async def update(self, job: Job, owner: str | None) -> None:
         """Write the job's small fields (state, due time, lease, attempts...) and, when

@@ -76,6 +76,12 @@ class MemoryStore:
             self._jobs[job_id] = replace(self._jobs[job_id], lease_until=until)
         return held
 
+    async def expire_leases(self) -> int:
+        leased = [job for job in self._jobs.values() if job.lease_owner is not None]
+        for job in leased:
+            self._jobs[job.id] = replace(job, lease_owner=None, lease_until=0.0)
+        return len(leased)
+
     async def update(self, job: Job, owner: str | None) -> None:
         stored = self._jobs.get(job.id)
         if stored is None:

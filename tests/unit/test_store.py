@@ -306,6 +306,27 @@ async def test_renew_extends_only_the_leases_still_held(store: JobStore) -> None
     assert (await store.get("lost")).lease_until == NOW + 60  # type: ignore[union-attr]
 
 
+async def test_expire_leases_makes_every_held_job_claimable(store: JobStore) -> None:
+    for job_id in ("a", "b", "c"):
+        await store.add(make_job(job_id))
+    await store.claim("dead-process", [JobState.ACCEPTED], NOW, NOW + 3600, 2)
+
+    assert await store.expire_leases() == 2
+
+    claimed = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 10)
+    assert sorted(job.id for job in claimed) == ["a", "b", "c"]
+
+
+async def test_renew_until_now_hands_the_jobs_on(store: JobStore) -> None:
+    await store.add(make_job("a"))
+    await store.claim("stopping", [JobState.ACCEPTED], NOW, NOW + 3600, 1)
+
+    assert await store.renew("stopping", ["a"], NOW) == {"a"}
+
+    [taken] = await store.claim("me", [JobState.ACCEPTED], NOW + 0.001, NOW + 30, 1)
+    assert taken.lease_owner == "me"
+
+
 # -- page, redeliver, counts ---------------------------------------------------------------------
 
 

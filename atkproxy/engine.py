@@ -1,0 +1,233 @@
+"""The engine: the life cycle of background work (start, claim, renew, drain, housekeeping).
+
+The store is the schedule. Two lanes claim due jobs from it under a lease: upstream calls
+(`async.max_inflight` at once) and callback deliveries (`callback.max_inflight`), so a slow
+receiver never holds up the backend. A claim happens when a slot frees, when this process
+accepts or re-drives a job (a wake-up), and every `store.poll` seconds (jobs whose retry
+came due, or whose holder died). Leases are renewed while jobs run; memory holds what
+runs, not what waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection
+
+import structlog
+
+from .admission import Admission, Slots
+from .jobs import DELIVERY_STATES, UPSTREAM_STATES, AtkStatus, Job, JobState
+from .settings import Settings
+from .steps import LetGo, Steps, Worker
+from .store import JobStore
+
+log = structlog.get_logger("atkproxy.engine")
+
+PURGE_BATCH = 500  # rows per purge transaction: an accept never waits long behind one
+CLAIM_ERROR_DELAY = 1.0
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Lane:
+    """Jobs of some states, and the slots that bound how many of them run at once."""
+
+    def __init__(self, name: str, states: Collection[JobState], slots: Slots) -> None:
+        self.name = name
+        self.states = states
+        self.slots = slots
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        make_steps: Callable[[Worker], Steps],
+        *,
+        shared_store: bool = False,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._shared = shared_store
+        self.worker = Worker(new_owner(), settings.store.lease, asyncio.Event())
+        self._steps = make_steps(self.worker)
+        self.upstream = Lane("upstream", UPSTREAM_STATES, Slots(settings.async_.max_inflight))
+        self.delivery = Lane("delivery", DELIVERY_STATES, Slots(settings.callback.max_inflight))
+        a = settings.async_
+        self.admission = Admission(a.max_queue, a.retry_after, self.upstream.slots)
+        self._held: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self._shared:  # the only process of an embedded store: leases found are stale
+            await self._store.expire_leases()
+        counts = await self._store.counts()
+        self.admission.waiting = counts[JobState.ACCEPTED]
+        unfinished = sum(counts[s] for s in (*UPSTREAM_STATES, *DELIVERY_STATES))
+        if unfinished:
+            log.info("carrying on with jobs found in the store", count=unfinished)
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="atkproxy-claim"),
+            asyncio.create_task(self._renew_loop(), name="atkproxy-renew"),
+            asyncio.create_task(self._housekeeping(), name="atkproxy-housekeeping"),
+        ]
+
+    async def drain(self, grace: float) -> None:
+        """Take no more work, give running jobs `grace` seconds, then stop the rest: they stay
+        in the store as last saved, and their leases are ended so that another process (or
+        the next start) carries them on."""
+        self.worker.stopping.set()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        running = list(self._held.values())
+        if running:
+            await asyncio.wait(running, timeout=grace)
+        left = list(self._held)
+        for task in list(self._held.values()):
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if left:
+            with contextlib.suppress(Exception):
+                await self._store.renew(self.worker.owner, left, time.time())
+        log.info("engine stopped", jobs_left_in_store=len(left))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def until_idle(self) -> None:
+        """Return once nothing runs and nothing is due (like arq's burst mode): for tests."""
+        self._idle.clear()
+        self.wake()
+        await self._idle.wait()
+
+    # -- running jobs -------------------------------------------------------------------
+
+    def run_now(self, job: Job) -> None:
+        """Run a job accepted with an upstream slot held for it (admission's Place.slot)."""
+        self._start(job, self.upstream)
+
+    def _start(self, job: Job, lane: Lane) -> None:
+        task = asyncio.create_task(self._guarded(job), name=f"atkproxy-job-{job.id}")
+        self._held[job.id] = task
+        self._idle.clear()
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._held.pop(job.id, None)
+            lane.slots.give()
+            self.wake()
+
+        task.add_done_callback(done)
+
+    async def _guarded(self, job: Job) -> None:
+        with structlog.contextvars.bound_contextvars(job=job.id, instance=job.instance_id):
+            try:
+                await self._steps.run(job)
+            except LetGo as exc:
+                log.info("letting the job go", reason=str(exc))
+            except Exception as exc:
+                log.exception("job step failed", state=job.state.value)
+                await self._give_up(job, exc)
+
+    async def _give_up(self, job: Job, exc: Exception) -> None:
+        """A step failed in a way nobody planned for: end the job with the reason, never
+        leave it stuck (a bug would otherwise repeat at every claim)."""
+        reason = f"internal error: {exc.__class__.__name__}"
+        with contextlib.suppress(Exception):
+            if job.state in UPSTREAM_STATES:
+                job = job.to(JobState.RUNNING) if job.state is JobState.ACCEPTED else job
+                ended = job.to(JobState.FINISHED, status=AtkStatus.FAILED, reason=reason)
+            else:
+                ended = job.to(JobState.DEAD, reason=reason)
+            await self._steps.save(ended.released(None))
+
+    # -- the loops ------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                claimed = await self._claim(self.upstream) + await self._claim(self.delivery)
+            except Exception as exc:
+                log.warning("claiming due jobs failed; trying again", error=exc.__class__.__name__)
+                await asyncio.sleep(CLAIM_ERROR_DELAY)
+                continue
+            if claimed:
+                continue
+            if not self._held:
+                self._idle.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.store.poll)
+
+    async def _claim(self, lane: Lane) -> int:
+        wanted = lane.slots.take(lane.slots.free)
+        if not wanted:
+            return 0
+        now = time.time()
+        try:
+            jobs = await self._store.claim(
+                self.worker.owner, lane.states, now, now + self.worker.lease, wanted
+            )
+        finally:
+            lane.slots.give(wanted)
+        self.admission.claimed(sum(job.state is JobState.ACCEPTED for job in jobs))
+        started = 0
+        for job in jobs:
+            if job.id not in self._held and lane.slots.take() == 1:  # else: ours already
+                self._start(job, lane)
+                started += 1
+        return started
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.worker.lease / 3)
+            held = list(self._held)
+            if not held:
+                continue
+            try:
+                kept = await self._store.renew(
+                    self.worker.owner, held, time.time() + self.worker.lease
+                )
+            except Exception as exc:
+                log.warning("renewing leases failed", error=exc.__class__.__name__)
+                continue
+            for job_id in set(held) - kept:  # another worker took it over
+                task = self._held.get(job_id)
+                if task is not None:
+                    log.warning("lease lost; stopping work on the job", job=job_id)
+                    task.cancel()
+
+    async def _housekeeping(self) -> None:
+        retention = self._settings.store.retention
+        while True:
+            await self.purge(time.time() - retention)
+            await asyncio.sleep(min(retention / 10, 300.0))
+
+    async def purge(self, before: float, pause: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Drop old finished jobs in small batches (accepts go on between them), then give
+        the space back. Returns how many were dropped."""
+        total = 0
+        try:
+            while (count := await self._store.purge(before, PURGE_BATCH)) > 0:
+                total += count
+                await (pause() if pause else asyncio.sleep(0))
+                if count < PURGE_BATCH:
+                    break
+            if total:
+                await self._store.compact()
+                log.info("purged old jobs", count=total)
+        except Exception:
+            log.exception("purging old jobs failed; trying again later", purged=total)
+        return total
