@@ -4,11 +4,14 @@ Order of checks (the first failure answers): mode value (400), room in the queue
 (503 + Retry-After: checked before the body is read, so an overloaded proxy sheds load
 cheaply), callback URL (400), body size (413), JSON where the route needs it (415, 400),
 instance id (400). Nothing is recorded before all have passed; the job is committed to
-the store before the 202 leaves.
+the store before the 202 leaves. A request with an Idempotency-Key already recorded (same
+method and path) gets the first job's 202 and runs nothing; another body under the same
+key is a 422.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -20,11 +23,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .auth import CallbackAuth
+from .engine import Engine
 from .errors import Rejected
 from .forward import CHUNK, header_pairs, upstream_headers
 from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
-from .runner import Runner
 from .settings import IdSource, Settings
 from .store import JobStore
 
@@ -142,52 +145,35 @@ def reply_body(match: RouteMatch | None, resolved: Resolved) -> dict[str, Any]:
     return {"id": resolved.instance_id}
 
 
-class Shedding:
-    """Counts requests refused for a full queue; logs them at most once per interval.
+IDEMPOTENCY_KEY = "Idempotency-Key"
 
-    Under a flood a line per refusal would cost more than the refusal itself.
-    """
 
-    def __init__(self, interval: float = 10.0) -> None:
-        self._interval = interval
-        self._refused = 0
-        self._logged_at: float | None = None
-
-    def note(self) -> None:
-        self._refused += 1
-        now = time.monotonic()
-        if self._logged_at is None or now - self._logged_at >= self._interval:
-            log.warning(
-                "shedding load: the job queue is full",
-                refused=self._refused,
-                per_seconds=self._interval,
-            )
-            self._refused, self._logged_at = 0, now
+def digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
 
 
 class Acceptor:
     def __init__(
-        self, settings: Settings, store: JobStore, runner: Runner, auth: CallbackAuth
+        self, settings: Settings, store: JobStore, engine: Engine, auth: CallbackAuth
     ) -> None:
         self._settings = settings
         self._router = Router(settings.async_.routes)
         self._store = store
-        self._runner = runner
+        self._engine = engine
         self._auth = auth
-        self._shed = Shedding()
 
     async def accept(self, request: web.Request, mode: Mode) -> web.Response:
-        if not self._runner.reserve():
-            self._shed.note()
-            retry = self._settings.async_.retry_after
-            message = "too many jobs waiting; retry later"
-            raise Rejected(503, message, retry_after=retry, logged=True)
         try:
-            job, reply = await self._record(request)
-        except BaseException:
-            self._runner.release()
-            raise
-        self._runner.submit(job, reserved=True)
+            async with self._engine.admission.place() as place:
+                job = await self._record(request, place.slot)
+                place.taken = True
+        except Repeated as repeated:
+            return self.repeat(repeated, mode)
+        self._hand_over(job, place.slot)
         log.info(
             "job accepted",
             job=job.id,
@@ -197,24 +183,37 @@ class Acceptor:
             route=job.route,
             callback=job.wants_callback,
         )
-        return self._reply(job, reply, mode)
+        return self._reply(job, mode)
 
-    async def _record(self, request: web.Request) -> tuple[Job, dict[str, Any]]:
+    def _hand_over(self, job: Job, slot: bool) -> None:
+        if slot:
+            self._engine.run_now(job)
+        else:
+            self._engine.wake()
+
+    async def _record(self, request: web.Request, slot: bool) -> Job:
         """Validate the request, build its job and commit it to the store."""
         callback = callback_url(request.headers)
         body = await read_body(request, self._settings.async_.max_body)
         match = self._router.match(request.method, request.path)
         resolved = self._resolve(request, body, match)
         job = self._job(request, body, match, resolved, callback)
+        if slot:
+            job = job.leased(self._engine.worker.owner, time.time() + self._settings.store.lease)
+        stored = await self._add(job)
+        if stored.id != job.id:
+            raise Repeated(stored, job)
+        if job.wants_callback:
+            self._auth.capture(job.id, request.headers)
+        return job
+
+    async def _add(self, job: Job) -> Job:
         try:
-            await self._store.add(job)
+            return await self._store.add(job)
         except Exception as exc:  # nothing was accepted: the client may retry as told
             retry = self._settings.async_.retry_after
             message = f"job store unavailable ({exc.__class__.__name__})"
             raise Rejected(503, message, retry_after=retry) from exc
-        if job.wants_callback:
-            self._auth.capture(job.id, request.headers)
-        return job, reply_body(match, resolved)
 
     def _resolve(self, request: web.Request, body: bytes, match: RouteMatch | None) -> Resolved:
         headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
@@ -244,17 +243,28 @@ class Acceptor:
             body = json.dumps(target.doc).encode()
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         upstream = UpstreamRequest(request.method, target.path_qs, headers, body)
+        key = request.headers.get(IDEMPOTENCY_KEY)
+        now = time.time()
         return Job(
             id=new_job_id(),
             instance_id=resolved.instance_id,
+            method=request.method,
+            path_qs=target.path_qs,
             request=upstream,
             callback_url=callback,
             route=match.route.path if match else None,
             replay_safe=match.route.replay_safe if match else False,
             path_params=match.params if match else {},
+            created_at=now,
+            updated_at=now,
+            due_at=now,
+            idempotency=None if key is None else digest(request.method, request.path, key),
+            fingerprint=None if key is None else digest(request.raw_path, body),
+            reply=json.dumps(reply_body(match, resolved)).encode(),
         )
 
-    def _reply(self, job: Job, body: dict[str, Any], mode: Mode) -> web.Response:
+    def _reply(self, job: Job, mode: Mode) -> web.Response:
+        assert job.reply is not None
         headers = {
             "X-ATK-Job": job.id,
             "Location": f"{self._settings.management.prefix}/jobs/{job.id}",
@@ -262,4 +272,23 @@ class Acceptor:
         }
         if mode.via_prefer:
             headers["Preference-Applied"] = "respond-async"
-        return web.json_response(body, status=202, headers=headers)
+        return web.Response(
+            body=job.reply, status=202, headers=headers, content_type="application/json"
+        )
+
+    def repeat(self, repeated: Repeated, mode: Mode) -> web.Response:
+        """An Idempotency-Key seen before: the first job's 202, or 422 for another request."""
+        first, again = repeated.first, repeated.again
+        if first.fingerprint != again.fingerprint:
+            raise Rejected(422, f"{IDEMPOTENCY_KEY} was already used for another request")
+        log.info("idempotent repeat; nothing run", job=first.id)
+        return self._reply(first, mode)
+
+
+class Repeated(Exception):
+    """The request repeats an Idempotency-Key: `first` is the job recorded under it."""
+
+    def __init__(self, first: Job, again: Job) -> None:
+        super().__init__(first.id)
+        self.first = first
+        self.again = again

@@ -11,11 +11,12 @@ from . import management
 from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
+from .engine import Engine
 from .forward import Upstream
-from .keys import ACCEPTOR, AUTH, SETTINGS, STORE, UPSTREAM
+from .keys import ACCEPTOR, AUTH, ENGINE, SETTINGS, STORE, UPSTREAM
 from .proxy import handle
-from .runner import Runner
 from .settings import Settings
+from .steps import Steps, Worker
 from .store import JobStore, open_store
 from .store.sealed import SealedStore
 
@@ -59,27 +60,37 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[AUTH].close()
 
 
-async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
+async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with callback_session(settings.callback.timeout) as session:
         deliverer = Deliverer(session, app[AUTH])
-        runner = Runner(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH])
-        app[ACCEPTOR] = Acceptor(settings, app[STORE], runner, app[AUTH])
-        await runner.start()
+
+        def make_steps(worker: Worker) -> Steps:
+            return Steps(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH], worker)
+
+        engine = Engine(settings, app[STORE], make_steps, shared_store=is_shared(settings))
+        app[ENGINE] = engine
+        app[ACCEPTOR] = Acceptor(settings, app[STORE], engine, app[AUTH])
+        await engine.start()
         yield
-        await runner.drain(settings.async_.drain_timeout)
+        await engine.drain(settings.async_.drain_timeout)
+
+
+def is_shared(settings: Settings) -> bool:
+    """Whether other processes claim from the same store (their leases are live)."""
+    return not settings.store.url.startswith(("memory://", "sqlite:"))
 
 
 def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Application:
     """The proxy as an aiohttp application; `store` replaces the one store.url names."""
     app = web.Application(handler_args={"max_field_size": 16 * 1024})
     app[SETTINGS] = settings
-    contexts: list[Context] = [upstream_ctx, auth_ctx, runner_ctx]
+    contexts: list[Context] = [upstream_ctx, auth_ctx, engine_ctx]
     if store is None:
         contexts.insert(0, store_ctx)
     else:
         app[STORE] = store
     app.cleanup_ctx.extend(contexts)
-    management.add_routes(app, settings.management.prefix)
+    management.add_routes(app, settings.management.prefix, management.Readiness())
     app.router.add_route("*", r"/{tail:[\s\S]*}", handle)  # any path, %0A included
     return app

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .accept import Acceptor
 from .auth import CallbackAuth
+from .engine import Engine
 from .forward import Upstream
 from .settings import Settings
 from .store import JobStore
@@ -15,3 +16,4 @@ STORE = web.AppKey("store", JobStore)
 UPSTREAM = web.AppKey("upstream", Upstream)
 AUTH = web.AppKey("auth", CallbackAuth)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)
+ENGINE = web.AppKey("engine", Engine)

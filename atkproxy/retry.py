@@ -59,7 +59,9 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 
 def delivery_stops(attempt: Attempt, policy: CallbackRetry) -> bool:
     """An answer that ends delivery at once (410 Gone, and the statuses in stop_on)."""
-    return attempt.status is not None and (attempt.status == 410 or attempt.status in policy.stop_on)
+    return attempt.status is not None and (
+        attempt.status == 410 or attempt.status in policy.stop_on
+    )
 
 
 def next_delivery_at(

@@ -48,7 +48,7 @@ async def ask_until_answered(
     delay = first_delay
     while True:
         answer = await ask(probe.path)
-        if answer in probe.mapping:
+        if answer is not None and answer in probe.mapping:
             return probe.mapping[answer], None
         left = deadline - time.monotonic()
         if left <= 0:

@@ -24,7 +24,7 @@ import structlog
 from .auth import CallbackAuth
 from .callback import Deliverer
 from .forward import Upstream, UpstreamUnavailable, failed_result
-from .jobs import Attempt, AtkStatus, Job, JobState, UpstreamResult
+from .jobs import AtkStatus, Attempt, Job, JobState, UpstreamResult
 from .retry import delivery_stops, first_delivery_at, next_delivery_at, upstream_retry_at
 from .settings import Settings
 from .status import Probe, ask_until_answered, derive
@@ -82,9 +82,10 @@ class Steps:
     # -- the upstream call --------------------------------------------------------------
 
     async def execute(self, job: Job) -> Job:
-        assert job.request is not None
+        request = job.request
+        assert request is not None  # a claimed job comes with its bodies
         job = await self.save(job.to(JobState.RUNNING, due_at=time.time()))
-        result = await self._upstream.call(job.request, self._settings.async_.max_result)
+        result = await self._upstream.call(request, self._settings.async_.max_result)
         if result.not_sent:
             return await self.call_later(job, result)
         return await self.conclude(job, result)
@@ -95,7 +96,9 @@ class Steps:
         again = upstream_retry_at(self._settings.upstream.retry, job.tries, now)
         if again is None:
             return await self.finish(job, result, AtkStatus.FAILED, result.error)
-        log.info("upstream not reached; calling again later", tries=job.tries + 1, error=result.error)
+        log.info(
+            "upstream not reached; calling again later", tries=job.tries + 1, error=result.error
+        )
         retried = job.to(JobState.ACCEPTED, tries=job.tries + 1, reason=result.error)
         return await self.save(retried.released(again))
 
@@ -136,7 +139,9 @@ class Steps:
         self, job: Job, result: UpstreamResult, status: AtkStatus, reason: str | None
     ) -> Job:
         job = job.with_result(result).to(JobState.FINISHED, status=status, reason=reason)
-        owed = job.wants_callback and result.status not in self._settings.callback.no_callback_statuses
+        owed = (
+            job.wants_callback and result.status not in self._settings.callback.no_callback_statuses
+        )
         if owed:
             job = job.to(JobState.DELIVERING).released(
                 first_delivery_at(self._settings.callback.retry, time.time())

@@ -54,7 +54,8 @@ class OnBehalfAuth(StaticAuth):
         if job.id in self._captured:
             return self._captured[job.id]
         wanted = self._name.lower()
-        recorded = (value for name, value in job.request.headers if name.lower() == wanted)
+        headers = job.request.headers if job.request is not None else []
+        recorded = (value for name, value in headers if name.lower() == wanted)
         found = next(recorded, None)
         return None if found is None else SecretStr(found)
 

@@ -121,7 +121,12 @@ class MemoryStore:
         return shown, cursor_of(shown[-1]) if more and shown else None
 
     async def redeliver(
-        self, now: float, *, job_id: str | None = None, state: JobState | None = None, limit: int = 1
+        self,
+        now: float,
+        *,
+        job_id: str | None = None,
+        state: JobState | None = None,
+        limit: int = 1,
     ) -> int:
         if job_id is not None:
             candidates = [self._jobs[job_id]] if job_id in self._jobs else []
@@ -139,9 +144,7 @@ class MemoryStore:
 
     async def purge(self, before: float, limit: int) -> int:
         old = [
-            job
-            for job in self._jobs.values()
-            if job.state in TERMINAL and job.updated_at < before
+            job for job in self._jobs.values() if job.state in TERMINAL and job.updated_at < before
         ][:limit]
         for job in old:
             del self._jobs[job.id]

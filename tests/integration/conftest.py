@@ -48,7 +48,7 @@ def proxy_settings(
     base = preset() if automatiko else {}
     defaults = {
         "upstream": {"url": upstream},
-        "store": {"url": "memory://"},
+        "store": {"url": "memory://", "poll": "50ms"},
         "callback": {"timeout": "5s"},
         "async": {"drain_timeout": "1s"},
     }

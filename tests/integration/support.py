@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
+from atkproxy.jobs import Job, JobState
+from atkproxy.keys import ENGINE
+from atkproxy.store.memory import MemoryStore
 
 ASYNC = {"X-ATK-Mode": "async"}
 TERMINAL = ("finished", "delivered", "dead")
@@ -123,3 +128,49 @@ async def wait_job(
             return view
         assert time.monotonic() < end, f"job still {view['state']} after {deadline}s"
         await asyncio.sleep(0.02)
+
+
+class FailingStore(MemoryStore):
+    """The memory store, whose writes fail while `failing` is set (a full disk, a store
+    that went away); `failures` counts the writes refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+        self.failures = 0
+
+    def _check(self) -> None:
+        if self.failing:
+            self.failures += 1
+            raise OSError(28, "No space left on device")
+
+    async def add(self, job: Job) -> Job:
+        self._check()
+        return await super().add(job)
+
+    async def claim(
+        self, owner: str, states: Collection[JobState], now: float, until: float, limit: int
+    ) -> list[Job]:
+        self._check()
+        return await super().claim(owner, states, now, until, limit)
+
+    async def renew(self, owner: str, job_ids: Collection[str], until: float) -> set[str]:
+        self._check()
+        return await super().renew(owner, job_ids, until)
+
+    async def update(self, job: Job, owner: str | None) -> None:
+        self._check()
+        await super().update(job, owner)
+
+    async def ping(self) -> None:
+        self._check()
+
+
+async def idle(client: TestClient[Any, Any], deadline: float = 10.0) -> None:
+    """Wait until the proxy's engine runs nothing and has nothing due (arq's burst mode)."""
+    async with asyncio.timeout(deadline):
+        await client.app[ENGINE].until_idle()  # type: ignore[index]
+
+
+async def stored(store: MemoryStore) -> int:
+    return sum((await store.counts()).values())

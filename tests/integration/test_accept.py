@@ -11,12 +11,10 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient
 
-from atkproxy.jobs import JobState
 from atkproxy.store.memory import MemoryStore
-from atkproxy.store.sqlite import SQLiteStore
 
 from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
-from .support import ASYNC, Echo, header_names, wait_job
+from .support import ASYNC, Echo, FailingStore, header_names, idle, stored, wait_job
 
 JSON_ROUTE = {
     "path": "/{workflow}",
@@ -47,10 +45,6 @@ async def proxy(
 ) -> TestClient[Any, Any]:
     config = {"async": {"max_body": "1KiB", "routes": [JSON_ROUTE]}}
     return await make_proxy(upstream, config, automatiko=False, store=store)
-
-
-async def stored(store: MemoryStore) -> int:
-    return len(await store.in_states(JobState))
 
 
 async def chunks(total: int) -> AsyncIterator[bytes]:
@@ -190,11 +184,11 @@ async def test_health_and_ready(proxy: TestClient[Any, Any]) -> None:
 
 
 async def test_store_failure_is_503_json_and_nothing_runs(
-    upstream: str, echo: Echo, make_proxy: ProxyFactory, tmp_path: Path
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
 ) -> None:
-    store = await SQLiteStore.open(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = FailingStore()
     proxy = await make_proxy(upstream, automatiko=False, store=store)
-    await store.close()  # the database goes away under the running proxy
+    store.failing = True  # the disk fills up under the running proxy
     async with proxy.post("/x", json={}, headers=ASYNC) as r:
         assert r.status == 503
         assert r.headers["Retry-After"] == "1"
@@ -238,6 +232,7 @@ async def test_queue_limit_holds_under_concurrent_requests(
     assert statuses.count(503) == 20 - accepted
     assert await stored(store) == accepted
     echo.release.set()
+    await idle(proxy)
 
 
 async def test_respond_async_preference_is_not_forwarded(

@@ -59,6 +59,7 @@ def make_job(callback_url: str, incoming: list[tuple[str, str]] | None = None) -
     headers = INCOMING if incoming is None else incoming
     result = UpstreamResult(200, [("Content-Type", "application/json")], b"{}")
     return Job(id=os.urandom(8).hex(), instance_id="i-1", callback_url=callback_url,
+               method="POST", path_qs="/orders", due_at=0.0,
                request=UpstreamRequest("POST", "/orders", list(headers), b"{}"),
                state=JobState.DELIVERING, result=result, status=AtkStatus.COMPLETED)  # fmt: skip
 
@@ -76,7 +77,8 @@ class Sender:
         self._deliverer = Deliverer(session, auth)
 
     async def send(self, job: Job) -> int:
-        return await self._deliverer.send(job, 1)
+        status, _ = await self._deliverer.send(job, 1)
+        return status
 
 
 @pytest.fixture
@@ -557,7 +559,9 @@ async def test_proxy_token_endpoint_failure_is_recorded_on_the_job(
     await tokens.answer(503, {"error": "temporarily_unavailable"}, times=100)
     auth = {"type": "oauth", "token_url": tokens.token_url, "client_id": "cb-client",
             "client_secret": "cb-secret"}  # fmt: skip
-    proxy = await make_proxy(upstream, {"callback": {"auth": auth}}, automatiko=False)
+    once = {"schedule": ["0s"]}  # one attempt, then dead
+    config = {"callback": {"auth": auth, "retry": once}}
+    proxy = await make_proxy(upstream, config, automatiko=False)
     headers = {**ASYNC, "X-ATK-Callback": receiver.url}
     async with proxy.post("/orders", json={"n": 1}, headers=headers) as r:
         assert r.status == 202

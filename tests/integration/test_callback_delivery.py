@@ -17,6 +17,9 @@ async def upstream(aiohttp_server: ServerFactory) -> str:
     return await start_app(aiohttp_server, Echo().app)
 
 
+ONCE = {"callback": {"retry": {"schedule": ["0s"]}}}  # one attempt, then dead
+
+
 async def submit(proxy: Any, path: str, callback: str) -> str:
     headers = {**ASYNC, "X-ATK-Callback": callback}
     async with proxy.post(path, json={"n": 1}, headers=headers) as r:
@@ -44,7 +47,7 @@ async def test_refused_delivery_is_recorded_and_dead(
     upstream: str, receiver: Receiver, make_proxy: ProxyFactory
 ) -> None:
     receiver.respond_with = [500]
-    proxy = await make_proxy(upstream, automatiko=False)
+    proxy = await make_proxy(upstream, ONCE, automatiko=False)
     view = await wait_job(proxy, await submit(proxy, "/x", receiver.url))
     assert view["state"] == "dead"
     [attempt] = view["callback"]["attempts"]
@@ -60,7 +63,7 @@ async def test_redirects_are_not_followed(
 
     redirector = web.Application()
     redirector.router.add_post("/cb", moved)
-    proxy = await make_proxy(upstream, automatiko=False)
+    proxy = await make_proxy(upstream, ONCE, automatiko=False)
     location = await submit(proxy, "/x", await start_app(aiohttp_server, redirector) + "/cb")
     view = await wait_job(proxy, location)
     assert (view["state"], view["callback"]["attempts"][0]["status"]) == ("dead", 302)
@@ -68,7 +71,7 @@ async def test_redirects_are_not_followed(
 
 
 async def test_unreachable_receiver_is_recorded(upstream: str, make_proxy: ProxyFactory) -> None:
-    proxy = await make_proxy(upstream, automatiko=False)
+    proxy = await make_proxy(upstream, ONCE, automatiko=False)
     view = await wait_job(proxy, await submit(proxy, "/x", "http://127.0.0.1:9/cb?token=s3cr3t"))
     [attempt] = view["callback"]["attempts"]
     assert view["state"] == "dead"
@@ -80,12 +83,15 @@ async def test_unreachable_receiver_is_recorded(upstream: str, make_proxy: Proxy
 async def test_unreachable_upstream_is_failed_with_the_sync_error_as_body(
     receiver: Receiver, make_proxy: ProxyFactory
 ) -> None:
-    proxy = await make_proxy("http://127.0.0.1:9", automatiko=False)
-    await submit(proxy, "/x", receiver.url)
+    retry = {"schedule": ["10ms"], "max_age": "30ms"}  # given up after a few tries
+    config = {"upstream": {"retry": retry}}
+    proxy = await make_proxy("http://127.0.0.1:9", config, automatiko=False)
+    view = await wait_job(proxy, await submit(proxy, "/x", receiver.url))
     callback = await receiver.next()
     assert callback.headers["X-ATK-Status"] == "Failed"
     assert callback.headers["X-ATK-Upstream-Status"] == "502"
-    assert callback.json()["error"].startswith("upstream unavailable")
+    assert callback.json()["error"].startswith("upstream not reached")
+    assert view["upstream_tries"] == 3
 
 
 async def test_receiver_status_decides_without_reading_its_body(

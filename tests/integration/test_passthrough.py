@@ -131,7 +131,7 @@ async def test_unreachable_upstream_is_502(make_proxy: ProxyFactory) -> None:
         assert r.status == 502
         body = await r.json()
     assert body["status"] == 502
-    assert body["error"].startswith("upstream unavailable")
+    assert body["error"].startswith("upstream not reached")
 
 
 async def test_slow_upstream_is_504(
