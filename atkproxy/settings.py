@@ -126,6 +126,10 @@ class Store(Section):
         "Authorization", "Proxy-Authorization", "Cookie",
     ]  # fmt: skip
     secret_key: SecretStr | None = None
+    # Redis only: the password (or store.password_file), and the prefix of every key, so
+    # that several services can share one Redis database.
+    password: SecretStr | None = None
+    redis_prefix: str = "atkproxy:"
 
     @field_validator("secret_key")
     @classmethod
@@ -142,8 +146,13 @@ class Store(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not value.startswith(("memory://", "sqlite:///")):
-            raise ValueError(f"unsupported store {value!r} (use memory:// or sqlite:///path)")
+        if not value.startswith(("memory://", "sqlite:///", "redis://", "rediss://")):
+            raise ValueError(
+                f"unsupported store {value!r} (use memory://, sqlite:///path or redis://host)"
+            )
+        if value.startswith(("redis://", "rediss://")) and URL(value).password is not None:
+            # the URL is shown in logs and errors: the password goes where secrets go
+            raise ValueError("put the Redis password in store.password or store.password_file")
         return value
 
 

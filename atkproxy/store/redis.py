@@ -1,0 +1,282 @@
+"""Redis job store: one store shared by every replica (redis://host:6379/0, rediss://...).
+
+Every transition is one Lua script (see redis_lua.py for the keys), so two replicas
+racing for a job cannot both win, and nothing is half-written. `add` returns when Redis
+has acknowledged the script; how durable that is depends on Redis's persistence
+(`appendonly yes` with `appendfsync always`: on disk; `everysec`: up to a second of
+writes can be lost with the machine). See docs/redis.md.
+
+Redis errors (connection refused, timeout, READONLY, OOM) are raised to the caller, who
+retries later; the client reconnects by itself, so the store survives a Redis restart
+without being opened again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ..jobs import Job, JobState, UpstreamResult
+from . import JobMissing, LeaseLost
+from . import redis_lua as lua
+from .memory import cursor_of, parse_cursor
+from .redis_codec import (
+    SMALL_FIELDS,
+    Fields,
+    all_fields,
+    decode_job,
+    decode_result,
+    encode_result,
+    pairs,
+    small_fields,
+)
+
+DEFAULT_PREFIX = "atkproxy:"
+# Short enough that a call fails while Redis is away rather than hanging the engine.
+# One quick retry on a connection error rides over a connection that died while idle (a
+# Redis restart): the command never ran. No retry on a timeout, where it may have run.
+SOCKET_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+HEALTH_CHECK_INTERVAL = 15
+RETRIES = 1
+PING_EXPIRY = 60  # seconds the ping key lives
+WRITE_BATCH = 256  # script calls in one pipeline at most
+
+# redis-py types itself, but the old types-redis stubs win when installed, and the two
+# disagree (is Redis generic? has it aclose?): the client is held untyped to check under both.
+RedisClient = Any
+
+_SMALL_KEYS = [name.encode() for name in SMALL_FIELDS]
+_UPDATE_OK, _UPDATE_MISSING, _UPDATE_LEASE_LOST = 0, 1, 2
+_ADDED, _KNOWN, _ID_TAKEN = 0, 1, 2
+
+
+def connect(url: str, password: SecretStr | None = None) -> RedisClient:
+    """A client for `url` (not connected yet); certificates are verified for rediss://."""
+    options: dict[str, Any] = {
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES, (RedisConnectionError,)),
+        "decode_responses": False,
+    }
+    if password is not None:
+        options["password"] = password.get_secret_value()
+    if url.startswith("rediss://"):
+        options |= {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    return Redis.from_url(url, **options)
+
+
+class WriteQueue:
+    """Script calls sent in the order they were made; those made while a batch is in flight
+    go together in the next pipeline: one round trip (and, with appendfsync always, one
+    fsync) for many writes, as SQLite's group commit."""
+
+    def __init__(self, client: RedisClient, batch: int = WRITE_BATCH) -> None:
+        self._client = client
+        self._batch = batch
+        self._queue: list[tuple[Any, list[Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def call(self, script: Any, args: list[Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((script, args, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
+            try:
+                replies = await self._send(batch)
+            except Exception as exc:  # the whole batch failed: each caller gets the error
+                replies = [exc] * len(batch)
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if future.done():  # the caller was cancelled; the write stands
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+
+    async def _send(self, batch: list[tuple[Any, list[Any], asyncio.Future[Any]]]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for script, args, _ in batch:
+                await script(args=args, client=pipe)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.wait([self._flusher])
+
+
+class RedisStore:
+    def __init__(self, client: RedisClient, prefix: str = DEFAULT_PREFIX) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._writes = WriteQueue(client)
+        self._add = client.register_script(lua.ADD)
+        self._claim = client.register_script(lua.CLAIM)
+        self._renew = client.register_script(lua.RENEW)
+        self._update = client.register_script(lua.UPDATE)
+        self._redeliver = client.register_script(lua.REDELIVER)
+        self._purge = client.register_script(lua.PURGE)
+
+    @classmethod
+    async def open(
+        cls, url: str, password: SecretStr | None = None, prefix: str = DEFAULT_PREFIX
+    ) -> RedisStore:
+        """Connect and check that Redis takes writes; redis errors propagate."""
+        store = cls(connect(url, password), prefix)
+        try:
+            await store.ping()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def _key(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
+
+    async def add(self, job: Job) -> Job:
+        written = all_fields(job)
+        args = [self._prefix, job.id, job.idempotency or "", len(written), *_flat(written)]
+        reply = await self._writes.call(self._add, args)
+        if reply[0] == _KNOWN:
+            return decode_job(pairs(reply[1]))
+        if reply[0] == _ID_TAKEN:
+            raise KeyError(f"job {job.id} exists")
+        return job
+
+    async def claim(
+        self, owner: str, states: Collection[JobState], now: float, until: float, limit: int
+    ) -> list[Job]:
+        if limit <= 0 or not states:
+            return []
+        args = [self._prefix, owner, repr(now), repr(until), limit, *(s.value for s in states)]
+        return [decode_job(pairs(flat)) for flat in await self._writes.call(self._claim, args)]
+
+    async def renew(self, owner: str, job_ids: Collection[str], until: float) -> set[str]:
+        if not job_ids:
+            return set()
+        held = await self._writes.call(self._renew, [self._prefix, owner, repr(until), *job_ids])
+        return {job_id.decode() for job_id in held}
+
+    async def update(self, job: Job, owner: str | None) -> None:
+        written, absent = small_fields(job)
+        result = b"" if job.result is None else encode_result(job.result)
+        args = [
+            self._prefix,
+            job.id,
+            owner or "",
+            repr(time.time()),
+            result,
+            len(written),
+            *_flat(written),
+            *absent,
+        ]
+        outcome = await self._writes.call(self._update, args)
+        if outcome == _UPDATE_MISSING:
+            raise JobMissing(job.id)
+        if outcome == _UPDATE_LEASE_LOST:
+            raise LeaseLost(job.id)
+
+    async def get(self, job_id: str) -> Job | None:
+        values = await self._redis.hmget(self._key("job", job_id), _SMALL_KEYS)
+        return _small_job(values)
+
+    async def result(self, job_id: str) -> UpstreamResult | None:
+        raw = await self._redis.hget(self._key("job", job_id), "result")
+        return None if raw is None else decode_result(raw)
+
+    async def page(
+        self, state: JobState | None, limit: int, after: str | None
+    ) -> tuple[list[Job], str | None]:
+        index = self._key("created", "all" if state is None else state.value)
+        ids = await self._newest_ids(index, limit + 1, after)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(self._key("job", job_id), _SMALL_KEYS)
+            rows = await pipe.execute()
+        jobs = [job for job in map(_small_job, rows) if job is not None]
+        shown = jobs[:limit]
+        more = len(ids) > limit
+        return shown, cursor_of(shown[-1]) if more and shown else None
+
+    async def _newest_ids(self, index: str, count: int, after: str | None) -> list[str]:
+        """Up to `count` ids of `index`, newest first, older than the cursor `after`."""
+        if after is None:
+            return [m.decode() for m in await self._redis.zrevrange(index, 0, count - 1)]
+        at, last_id = parse_cursor(after)
+        found: list[str] = []
+        offset = 0
+        while len(found) < count:
+            batch = await self._redis.zrevrangebyscore(
+                index, repr(at), "-inf", start=offset, num=count, withscores=True
+            )
+            if not batch:
+                break
+            offset += len(batch)
+            # equal created_at: ids in descending order, so skip those not below the cursor
+            found += [m.decode() for m, s in batch if s < at or m.decode() < last_id]
+        return found[:count]
+
+    async def redeliver(
+        self,
+        now: float,
+        *,
+        job_id: str | None = None,
+        state: JobState | None = None,
+        limit: int = 1,
+    ) -> int:
+        if job_id is None and state is None:
+            return 0
+        args = [
+            self._prefix,
+            repr(now),
+            repr(time.time()),
+            job_id or "",
+            "" if state is None else state.value,
+            limit,
+        ]
+        return int(await self._writes.call(self._redeliver, args))
+
+    async def purge(self, before: float, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        return int(await self._writes.call(self._purge, [self._prefix, repr(before), limit]))
+
+    async def compact(self) -> None:
+        """Nothing to do: a purged job's keys are deleted, and Redis frees their memory."""
+
+    async def counts(self) -> dict[JobState, int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for state in JobState:
+                pipe.zcard(self._key("created", state.value))
+            sizes = await pipe.execute()
+        return dict(zip(JobState, map(int, sizes), strict=True))
+
+    async def ping(self) -> None:
+        await self._redis.set(self._key("ping"), b"1", ex=PING_EXPIRY)
+
+    async def close(self) -> None:
+        await self._writes.close()
+        await self._redis.aclose()
+
+
+def _flat(fields: Fields) -> list[str | bytes]:
+    return [item for name, value in fields.items() for item in (name, value)]
+
+
+def _small_job(values: Sequence[bytes | None]) -> Job | None:
+    stored = {name: v for name, v in zip(SMALL_FIELDS, values, strict=True) if v is not None}
+    return decode_job(stored) if stored else None
