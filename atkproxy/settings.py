@@ -150,7 +150,8 @@ class Store(Section):
             raise ValueError(
                 f"unsupported store {value!r} (use memory://, sqlite:///path or redis://host)"
             )
-        if value.startswith(("redis://", "rediss://")) and URL(value).password is not None:
+        redis = URL(value) if value.startswith(("redis://", "rediss://")) else None
+        if redis is not None and (redis.password is not None or "password" in redis.query):
             # the URL is shown in logs and errors: the password goes where secrets go
             raise ValueError("put the Redis password in store.password or store.password_file")
         return value

@@ -19,12 +19,12 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic import SecretStr
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ..jobs import Job, JobState, UpstreamResult
+from ..jobs import REDELIVERABLE, Job, JobState, UpstreamResult
 from . import JobMissing, LeaseLost
 from . import redis_lua as lua
 from .memory import cursor_of, parse_cursor
@@ -48,6 +48,7 @@ CONNECT_TIMEOUT = 2.0
 HEALTH_CHECK_INTERVAL = 15
 RETRIES = 1
 PING_EXPIRY = 60  # seconds the ping key lives
+MAX_CONNECTIONS = 32
 WRITE_BATCH = 256  # script calls in one pipeline at most
 
 # redis-py types itself, but the old types-redis stubs win when installed, and the two
@@ -67,12 +68,15 @@ def connect(url: str, password: SecretStr | None = None) -> RedisClient:
         "health_check_interval": HEALTH_CHECK_INTERVAL,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES, (RedisConnectionError,)),
         "decode_responses": False,
+        # status reads wait for a free connection rather than open one each
+        "max_connections": MAX_CONNECTIONS,
+        "timeout": SOCKET_TIMEOUT,
     }
     if password is not None:
         options["password"] = password.get_secret_value()
     if url.startswith("rediss://"):
         options |= {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
-    return Redis.from_url(url, **options)
+    return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
 
 
 class WriteQueue:
@@ -238,7 +242,7 @@ class RedisStore:
         state: JobState | None = None,
         limit: int = 1,
     ) -> int:
-        if job_id is None and state is None:
+        if job_id is None and state not in REDELIVERABLE:
             return 0
         args = [
             self._prefix,
@@ -270,7 +274,7 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._writes.close()
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
 
 def _flat(fields: Fields) -> list[str | bytes]:

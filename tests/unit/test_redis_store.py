@@ -260,6 +260,7 @@ async def test_the_proxy_seals_credentials_before_they_reach_redis(tmp_path: Pat
         ("redis://ann@redis:6379/0", True),  # an ACL user; the password comes apart
         ("redis://:hunter2@redis:6379/0", False),
         ("rediss://ann:hunter2@redis:6380/0", False),
+        ("redis://redis:6379/0?password=hunter2", False),
         ("postgres://redis/0", False),
     ],
 )
@@ -283,3 +284,14 @@ def test_redis_password_from_a_file_and_the_default_prefix(tmp_path: Path) -> No
     assert settings.store.password is not None
     assert settings.store.password.get_secret_value() == PASSWORD
     assert settings.store.redis_prefix == "atkproxy:"
+
+
+async def test_close_hangs_up_every_connection(redis_url: str) -> None:
+    async with raw_client(redis_url) as raw:
+        store = await open_store(redis_url)
+        await asyncio.gather(*(store.get(f"job-{n}") for n in range(5)), store.ping())
+        assert len(await raw.client_list()) > 1
+
+        await store.close()
+
+        assert len(await raw.client_list()) == 1  # this one
