@@ -35,8 +35,8 @@ from .redis_codec import (
     decode_job,
     decode_result,
     encode_result,
-    pairs,
     small_fields,
+    unpack,
 )
 
 DEFAULT_PREFIX = "atkproxy:"
@@ -156,7 +156,7 @@ class RedisStore:
         args = [self._prefix, job.id, job.idempotency or "", len(written), *_flat(written)]
         reply = await self._writes.call(self._add, args)
         if reply[0] == _KNOWN:
-            return decode_job(pairs(reply[1]))
+            return decode_job(unpack(reply[1]))
         if reply[0] == _ID_TAKEN:
             raise KeyError(f"job {job.id} exists")
         return job
@@ -167,7 +167,7 @@ class RedisStore:
         if limit <= 0 or not states:
             return []
         args = [self._prefix, owner, repr(now), repr(until), limit, *(s.value for s in states)]
-        return [decode_job(pairs(flat)) for flat in await self._writes.call(self._claim, args)]
+        return [decode_job(unpack(packed)) for packed in await self._writes.call(self._claim, args)]
 
     async def renew(self, owner: str, job_ids: Collection[str], until: float) -> set[str]:
         if not job_ids:

@@ -109,9 +109,18 @@ def decode_job(stored: Mapping[str, bytes]) -> Job:
     return Job(**values)
 
 
-def pairs(flat: list[bytes]) -> dict[str, bytes]:
-    """HGETALL's flat [field, value, ...] reply as a mapping."""
-    return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+def unpack(packed: bytes) -> dict[str, bytes]:
+    """A hash the scripts packed as `<length>:<bytes>` for each field and value in turn."""
+    items: list[bytes] = []
+    at = 0
+    while at < len(packed):
+        colon = packed.index(b":", at)
+        start = colon + 1
+        at = start + int(packed[at:colon])
+        items.append(packed[start:at])
+    if len(items) % 2:
+        raise ValueError("a packed job hash with a field and no value")
+    return {items[i].decode(): items[i + 1] for i in range(0, len(items), 2)}
 
 
 def _headers_json(headers: list[tuple[str, str]]) -> list[list[str]]:

@@ -65,6 +65,14 @@ local function lease_free(owner, until_, now)
   return (not owner) or tonumber(until_) < tonumber(now)
 end
 
+-- the job's hash as one string: `<length>:<bytes>` for each field and value in turn (one
+-- reply element per job: redis-py parses each element of a reply at a real cost)
+local function packed(id)
+  local flat = redis.call('HGETALL', jkey(id))
+  for i, v in ipairs(flat) do flat[i] = #v .. ':' .. v end
+  return table.concat(flat)
+end
+
 -- set ARGV[first], ARGV[first + 1] ... as field/value pairs, `count` of them
 local function hset_pairs(key, first, count)
   if count > 0 then
@@ -74,7 +82,7 @@ end
 """
 
 # ARGV: P, id, idempotency ('' for none), n, field1, value1, ... (n pairs)
-# -> {0} added, {1, hgetall} recorded under the idempotency digest, {2} id taken
+# -> {0} added, {1, packed job} recorded under the idempotency digest, {2} id taken
 ADD = (
     _COMMON
     + """
@@ -83,7 +91,7 @@ local key = jkey(id)
 if idem ~= '' then
   local known = redis.call('GET', P .. 'idem:' .. idem)
   if known and redis.call('EXISTS', jkey(known)) == 1 then
-    return {1, redis.call('HGETALL', jkey(known))}
+    return {1, packed(known)}
   end
 end
 if redis.call('EXISTS', key) == 1 then return {2} end
@@ -94,7 +102,7 @@ return {0}
 """
 )
 
-# ARGV: P, owner, now, until, limit, state1, state2, ...  -> {hgetall, ...}
+# ARGV: P, owner, now, until, limit, state1, state2, ...  -> {packed job, ...}
 CLAIM = (
     _COMMON
     + """
@@ -132,7 +140,7 @@ for i = 1, math.min(limit, #found) do
   redis.call('HSET', jkey(id), 'lease_owner', owner, 'lease_until', until_)
   redis.call('ZREM', lane, id)
   redis.call('ZADD', P .. 'leases', until_, id)
-  out[i] = redis.call('HGETALL', jkey(id))
+  out[i] = packed(id)
 end
 return out
 """
