@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from cryptography import x509
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pydantic import SecretStr, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
@@ -299,3 +304,83 @@ async def test_close_hangs_up_every_connection(redis_url: str) -> None:
                 break
             await asyncio.sleep(0.01)
         assert len(await raw.client_list()) == 1
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey]
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer[0])]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+    )
+    if subject == issuer[0]:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    else:
+        names = [x509.DNSName(subject)]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), False)
+    return builder.sign(issuer[1], hashes.SHA256())
+
+
+def _write_pem(path: Path, *items: x509.Certificate | ec.EllipticCurvePrivateKey) -> Path:
+    pem = b""
+    for item in items:
+        if isinstance(item, x509.Certificate):
+            pem += item.public_bytes(serialization.Encoding.PEM)
+        else:
+            pem += item.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+    path.write_bytes(pem)
+    return path
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server answering TLS for the name `localhost`; its port and CA file."""
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("atkproxy test CA", ca_key, ("atkproxy test CA", ca_key))
+    ca_file = _write_pem(tmp_path / "ca.pem", ca)
+    cert_file = _write_pem(
+        tmp_path / "cert.pem", _certificate("localhost", key, ("atkproxy test CA", ca_key))
+    )
+    key_file = _write_pem(tmp_path / "key.pem", key)
+    tls_port = free_port()
+    options = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert_file)]
+    options += ["--tls-key-file", str(key_file), "--tls-ca-cert-file", str(ca_file)]
+    server = RedisServer(tmp_path / "redis", None, *options, "--tls-auth-clients", "no")
+    server.start()
+    yield tls_port, ca_file
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "trusted"),
+    [
+        ("rediss://localhost:{port}/0?ssl_ca_certs={ca}", True),
+        ("rediss://localhost:{port}/0", False),  # the test CA is not in the system's store
+        ("rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}", False),  # not the certificate's name
+    ],
+    ids=["trusted", "unknown-ca", "other-name"],
+)
+async def test_rediss_verifies_the_certificate(
+    tls_redis: tuple[int, Path], url: str, trusted: bool
+) -> None:
+    port, ca_file = tls_redis
+    url = url.format(port=port, ca=ca_file)
+    if trusted:
+        async with opened(url) as store:
+            assert await store.add(make_job("a")) == make_job("a")
+    else:
+        with pytest.raises(StoreUnavailable, match="certificate"):
+            await open_store(url)
