@@ -211,7 +211,12 @@ class RedisStore:
             for job_id in ids:
                 pipe.hmget(self._key("job", job_id), _SMALL_KEYS)
             rows = await pipe.execute()
-        jobs = [job for job in map(_small_job, rows) if job is not None]
+        # a job purged or moved to another state since the index was read is left out
+        jobs = [
+            job
+            for job in map(_small_job, rows)
+            if job is not None and (state is None or job.state is state)
+        ]
         shown = jobs[:limit]
         more = len(ids) > limit
         return shown, cursor_of(shown[-1]) if more and shown else None

@@ -384,3 +384,17 @@ async def test_rediss_verifies_the_certificate(
     else:
         with pytest.raises(StoreUnavailable, match="certificate"):
             await open_store(url)
+
+
+async def test_a_page_leaves_out_jobs_that_moved_or_went_since_the_index_was_read(
+    redis_url: str,
+) -> None:
+    async with opened(redis_url) as store, raw_client(redis_url) as raw:
+        await store.add(make_job("dead", JobState.DEAD, due_at=None))
+        await store.add(make_job("moved", JobState.DELIVERING, created_at=3000.0))
+        # what a page would see if the job moved, or was purged, between its two reads
+        await raw.zadd("atkproxy:created:dead", {"moved": 3000.0, "purged": 2000.0})
+
+        jobs, cursor = await store.page(JobState.DEAD, 10, None)
+
+        assert ([job.id for job in jobs], cursor) == (["dead"], None)
