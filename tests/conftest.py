@@ -77,7 +77,7 @@ class RedisServer:
                 raise RuntimeError("FLUSHALL failed")
 
 
-def _need_redis_server() -> None:
+def need_redis_server() -> None:
     if shutil.which(REDIS_SERVER) is None:
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is not installed (apt-get install redis-server)")
@@ -87,7 +87,7 @@ def _need_redis_server() -> None:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One redis-server for the session; tests that share it use `redis_url` (flushed)."""
-    _need_redis_server()
+    need_redis_server()
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
@@ -104,7 +104,7 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture
 def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test alone, which the test may stop and start again."""
-    _need_redis_server()
+    need_redis_server()
     server = RedisServer(tmp_path / "redis")
     server.start()
     yield server

@@ -32,7 +32,7 @@ from atkproxy.settings import Settings
 from atkproxy.sources import describe, load
 from atkproxy.store import JobStore, LeaseLost, StoreUnavailable, open_store
 from atkproxy.store.sealed import SealedStore
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, free_port, need_redis_server
 from tests.unit.test_store import FULL_JOB, NOW, RESULT, finished, make_job
 
 PASSWORD = "pä ss-w0rd"
@@ -398,3 +398,18 @@ async def test_a_page_leaves_out_jobs_that_moved_or_went_since_the_index_was_rea
         jobs, cursor = await store.page(JobState.DEAD, 10, None)
 
         assert ([job.id for job in jobs], cursor) == (["dead"], None)
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"),
+    [("true", pytest.fail.Exception), ("", pytest.skip.Exception)],
+    ids=["ci-fails", "elsewhere-skips"],
+)
+def test_a_missing_redis_server_fails_under_ci_and_skips_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server there
+    monkeypatch.setenv("CI", ci)
+
+    with pytest.raises(outcome):
+        need_redis_server()
