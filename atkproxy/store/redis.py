@@ -23,6 +23,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from ..jobs import REDELIVERABLE, Job, JobState, UpstreamResult
 from . import JobMissing, LeaseLost
@@ -79,6 +80,9 @@ def connect(url: str, password: SecretStr | None = None) -> RedisClient:
     return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
 
 
+Call = tuple[Any, list[Any], "asyncio.Future[Any]"]  # a script, its ARGV, the caller's future
+
+
 class WriteQueue:
     """Script calls sent in the order they were made; those made while a batch is in flight
     go together in the next pipeline: one round trip (and, with appendfsync always, one
@@ -87,7 +91,7 @@ class WriteQueue:
     def __init__(self, client: RedisClient, batch: int = WRITE_BATCH) -> None:
         self._client = client
         self._batch = batch
-        self._queue: list[tuple[Any, list[Any], asyncio.Future[Any]]] = []
+        self._queue: list[Call] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def call(self, script: Any, args: list[Any]) -> Any:
@@ -112,10 +116,22 @@ class WriteQueue:
                 else:
                     future.set_result(reply)
 
-    async def _send(self, batch: list[tuple[Any, list[Any], asyncio.Future[Any]]]) -> list[Any]:
+    async def _send(self, batch: list[Call]) -> list[Any]:
+        replies = await self._pipeline(batch)
+        missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis restarted, or its scripts were flushed: load them, send again
+            for script in {batch[n][0].sha: batch[n][0] for n in missing}.values():
+                await self._client.script_load(script.script)
+            again = await self._pipeline([batch[n] for n in missing])
+            for n, reply in zip(missing, again, strict=True):
+                replies[n] = reply
+        return replies
+
+    async def _pipeline(self, batch: list[Call]) -> list[Any]:
+        # EVALSHA without redis-py's script check, which costs a round trip per pipeline
         async with self._client.pipeline(transaction=False) as pipe:
             for script, args, _ in batch:
-                await script(args=args, client=pipe)
+                pipe.evalsha(script.sha, 0, *args)
             return list(await pipe.execute(raise_on_error=False))
 
     async def close(self) -> None:

@@ -413,3 +413,21 @@ def test_a_missing_redis_server_fails_under_ci_and_skips_elsewhere(
 
     with pytest.raises(outcome):
         need_redis_server()
+
+
+async def test_writes_carry_on_after_redis_forgot_the_scripts(redis_url: str) -> None:
+    async with opened(redis_url) as store, raw_client(redis_url) as raw:
+        await store.add(make_job("a"))
+        await raw.script_flush()
+
+        # several at once, so that they go in one pipeline and are all sent again, in order
+        outcomes = await asyncio.gather(
+            store.add(make_job("b")),
+            store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 10),
+            store.add(make_job("b")),
+            return_exceptions=True,
+        )
+
+        assert outcomes[0] == make_job("b")
+        assert sorted(job.id for job in outcomes[1]) == ["a", "b"]  # type: ignore[union-attr]
+        assert isinstance(outcomes[2], KeyError)
