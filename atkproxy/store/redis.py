@@ -39,6 +39,7 @@ from .redis_codec import (
     small_fields,
     unpack,
 )
+from .redis_lua import Script
 
 DEFAULT_PREFIX = "atkproxy:"
 # Short enough that a call fails while Redis is away rather than hanging the engine.
@@ -57,8 +58,9 @@ WRITE_BATCH = 256  # script calls in one pipeline at most
 RedisClient = Any
 
 _SMALL_KEYS = [name.encode() for name in SMALL_FIELDS]
-_UPDATE_OK, _UPDATE_MISSING, _UPDATE_LEASE_LOST = 0, 1, 2
-_ADDED, _KNOWN, _ID_TAKEN = 0, 1, 2
+# what the scripts answer besides 0 (done)
+_UPDATE_MISSING, _UPDATE_LEASE_LOST = 1, 2
+_KNOWN, _ID_TAKEN = 1, 2
 
 
 def connect(url: str, password: SecretStr | None = None) -> RedisClient:
@@ -80,7 +82,7 @@ def connect(url: str, password: SecretStr | None = None) -> RedisClient:
     return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
 
 
-Call = tuple[Any, list[Any], "asyncio.Future[Any]"]  # a script, its ARGV, the caller's future
+Call = tuple[Script, list[Any], "asyncio.Future[Any]"]  # a script, its ARGV, the caller's future
 
 
 class WriteQueue:
@@ -94,7 +96,7 @@ class WriteQueue:
         self._queue: list[Call] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def call(self, script: Any, args: list[Any]) -> Any:
+    async def call(self, script: Script, args: list[Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((script, args, future))
         if self._flusher is None or self._flusher.done():
@@ -121,7 +123,7 @@ class WriteQueue:
         missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # Redis restarted, or its scripts were flushed: load them, send again
             for script in {batch[n][0].sha: batch[n][0] for n in missing}.values():
-                await self._client.script_load(script.script)
+                await self._client.script_load(script.text)
             again = await self._pipeline([batch[n] for n in missing])
             for n, reply in zip(missing, again, strict=True):
                 replies[n] = reply
@@ -144,12 +146,6 @@ class RedisStore:
         self._redis = client
         self._prefix = prefix
         self._writes = WriteQueue(client)
-        self._add = client.register_script(lua.ADD)
-        self._claim = client.register_script(lua.CLAIM)
-        self._renew = client.register_script(lua.RENEW)
-        self._update = client.register_script(lua.UPDATE)
-        self._redeliver = client.register_script(lua.REDELIVER)
-        self._purge = client.register_script(lua.PURGE)
 
     @classmethod
     async def open(
@@ -170,7 +166,7 @@ class RedisStore:
     async def add(self, job: Job) -> Job:
         written = all_fields(job)
         args = [self._prefix, job.id, job.idempotency or "", len(written), *_flat(written)]
-        reply = await self._writes.call(self._add, args)
+        reply = await self._writes.call(lua.ADD, args)
         if reply[0] == _KNOWN:
             return decode_job(unpack(reply[1]))
         if reply[0] == _ID_TAKEN:
@@ -183,12 +179,12 @@ class RedisStore:
         if limit <= 0 or not states:
             return []
         args = [self._prefix, owner, repr(now), repr(until), limit, *(s.value for s in states)]
-        return [decode_job(unpack(packed)) for packed in await self._writes.call(self._claim, args)]
+        return [decode_job(unpack(packed)) for packed in await self._writes.call(lua.CLAIM, args)]
 
     async def renew(self, owner: str, job_ids: Collection[str], until: float) -> set[str]:
         if not job_ids:
             return set()
-        held = await self._writes.call(self._renew, [self._prefix, owner, repr(until), *job_ids])
+        held = await self._writes.call(lua.RENEW, [self._prefix, owner, repr(until), *job_ids])
         return {job_id.decode() for job_id in held}
 
     async def update(self, job: Job, owner: str | None) -> None:
@@ -204,7 +200,7 @@ class RedisStore:
             *_flat(written),
             *absent,
         ]
-        outcome = await self._writes.call(self._update, args)
+        outcome = await self._writes.call(lua.UPDATE, args)
         if outcome == _UPDATE_MISSING:
             raise JobMissing(job.id)
         if outcome == _UPDATE_LEASE_LOST:
@@ -273,12 +269,12 @@ class RedisStore:
             "" if state is None else state.value,
             limit,
         ]
-        return int(await self._writes.call(self._redeliver, args))
+        return int(await self._writes.call(lua.REDELIVER, args))
 
     async def purge(self, before: float, limit: int) -> int:
         if limit <= 0:
             return 0
-        return int(await self._writes.call(self._purge, [self._prefix, repr(before), limit]))
+        return int(await self._writes.call(lua.PURGE, [self._prefix, repr(before), limit]))
 
     async def compact(self) -> None:
         """Nothing to do: a purged job's keys are deleted, and Redis frees their memory."""

@@ -23,7 +23,22 @@ replica, so no script stops half-way through its writes for those reasons.
 
 from __future__ import annotations
 
+import hashlib
+from typing import NamedTuple
+
 from ..jobs import REDELIVERABLE, TERMINAL, JobState
+
+
+class Script(NamedTuple):
+    """A script's text, and the SHA1 digest EVALSHA names it by."""
+
+    text: str
+    sha: str
+
+
+def _script(body: str) -> Script:
+    text = _COMMON + body
+    return Script(text, hashlib.sha1(text.encode()).hexdigest())
 
 
 def _lua_set(states: frozenset[JobState]) -> str:
@@ -83,9 +98,8 @@ end
 
 # ARGV: P, id, idempotency ('' for none), n, field1, value1, ... (n pairs)
 # -> {0} added, {1, packed job} recorded under the idempotency digest, {2} id taken
-ADD = (
-    _COMMON
-    + """
+ADD = _script(
+    """
 local id, idem, n = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local key = jkey(id)
 if idem ~= '' then
@@ -103,9 +117,8 @@ return {0}
 )
 
 # ARGV: P, owner, now, until, limit, state1, state2, ...  -> {packed job, ...}
-CLAIM = (
-    _COMMON
-    + """
+CLAIM = _script(
+    """
 local owner, now, until_, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. now)) do
   redis.call('ZREM', P .. 'leases', id)
@@ -147,9 +160,8 @@ return out
 )
 
 # ARGV: P, owner, until, id1, id2, ...  -> the ids still held (now renewed)
-RENEW = (
-    _COMMON
-    + """
+RENEW = _script(
+    """
 local owner, until_ = ARGV[2], ARGV[3]
 local held = {}
 for i = 4, #ARGV do
@@ -168,9 +180,8 @@ return held
 
 # ARGV: P, id, owner ('' for none), now, result ('' for none), n, field/value pairs (n),
 #       then the names of the fields to delete  -> 0 done, 1 job missing, 2 lease lost
-UPDATE = (
-    _COMMON
-    + """
+UPDATE = _script(
+    """
 local id, owner, now, result, n = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local key = jkey(id)
 local cur = redis.call('HMGET', key, 'state', 'lease_owner', 'lease_until')
@@ -191,9 +202,8 @@ return 0
 )
 
 # ARGV: P, now, updated_at, job id ('' for a bulk move), state (bulk), limit -> moved
-REDELIVER = (
-    _COMMON
-    + """
+REDELIVER = _script(
+    """
 local now, updated, job_id, state, limit = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local moved = 0
 
@@ -230,9 +240,8 @@ return moved
 )
 
 # ARGV: P, before, limit  -> how many jobs were dropped
-PURGE = (
-    _COMMON
-    + """
+PURGE = _script(
+    """
 local before, limit = ARGV[2], tonumber(ARGV[3])
 local old = redis.call('ZRANGEBYSCORE', P .. 'terminal', '-inf', '(' .. before,
                        'LIMIT', 0, limit)
