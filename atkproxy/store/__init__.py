@@ -123,11 +123,11 @@ async def open_store(
 async def _open_redis(url: str, password: SecretStr | None, prefix: str) -> JobStore:
     from redis.exceptions import RedisError
 
-    from .redis import RedisStore
+    from .redis import RedisStore, UnfitRedis
 
     try:
         return await RedisStore.open(url, password, prefix)
-    except (OSError, RedisError) as exc:
+    except (OSError, RedisError, UnfitRedis) as exc:
         # the URL may name a user, never a password (settings refuse one), so it can be shown
         reason = " ".join(str(exc).split()) or exc.__class__.__name__
         raise StoreUnavailable(f"store.url: cannot open {url}: {reason}") from exc

@@ -18,12 +18,13 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import structlog
 from pydantic import SecretStr
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ..jobs import REDELIVERABLE, Job, JobState, UpstreamResult
 from . import JobMissing, LeaseLost
@@ -41,7 +42,10 @@ from .redis_codec import (
 )
 from .redis_lua import Script
 
+log = structlog.get_logger("atkproxy.store")
+
 DEFAULT_PREFIX = "atkproxy:"
+MIN_VERSION = (7, 0)  # scripts that declare their flags (#!lua)
 # Short enough that a call fails while Redis is away rather than hanging the engine.
 # One quick retry on a connection error rides over a connection that died while idle (a
 # Redis restart): the command never ran. No retry on a timeout, where it may have run.
@@ -141,6 +145,39 @@ class WriteQueue:
             await asyncio.wait([self._flusher])
 
 
+class UnfitRedis(Exception):
+    """The Redis cannot run the store (too old)."""
+
+
+def too_old(version: str) -> bool:
+    numbers = [int(part) if part.isdigit() else 0 for part in version.split(".")[:2]]
+    return tuple(numbers) < MIN_VERSION
+
+
+async def check_server(client: RedisClient) -> None:
+    """Refuse a Redis too old for the scripts; warn of settings that lose jobs."""
+    info = await client.info()
+    version = str(info.get("redis_version", "0"))
+    if too_old(version):
+        raise UnfitRedis(f"Redis {version} is too old: the store needs Redis 7.0 or newer")
+    if not info.get("aof_enabled"):
+        log.warning(
+            "Redis has appendonly off: accepted jobs are lost when Redis restarts "
+            "(see docs/redis.md)"
+        )
+    try:
+        config = await client.config_get("maxmemory-policy")
+    except ResponseError:  # CONFIG is often disabled on a managed Redis
+        return
+    policy = next(iter(config.values()), "noeviction")
+    policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+    if policy != "noeviction":
+        log.warning(
+            "Redis evicts keys when full: jobs can vanish; use maxmemory-policy noeviction",
+            policy=policy,
+        )
+
+
 class RedisStore:
     def __init__(self, client: RedisClient, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis = client
@@ -155,6 +192,7 @@ class RedisStore:
         store = cls(connect(url, password), prefix)
         try:
             await store.ping()
+            await check_server(store._redis)
         except BaseException:
             await store.close()
             raise

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from cryptography import x509
 from cryptography.fernet import Fernet
@@ -31,6 +32,7 @@ from atkproxy.keys import SETTINGS, STORE
 from atkproxy.settings import Settings
 from atkproxy.sources import describe, load
 from atkproxy.store import JobStore, LeaseLost, StoreUnavailable, open_store
+from atkproxy.store.redis import too_old
 from atkproxy.store.sealed import SealedStore
 from tests.conftest import RedisServer, free_port, need_redis_server
 from tests.unit.test_store import FULL_JOB, NOW, RESULT, finished, make_job
@@ -431,3 +433,33 @@ async def test_writes_carry_on_after_redis_forgot_the_scripts(redis_url: str) ->
         assert outcomes[0] == make_job("b")
         assert sorted(job.id for job in outcomes[1]) == ["a", "b"]  # type: ignore[union-attr]
         assert isinstance(outcomes[2], KeyError)
+
+
+@pytest.mark.parametrize(
+    ("version", "old"),
+    [("6.2.14", True), ("5.0.7", True), ("7.0.15", False), ("7.2.4", False), ("8.0", False)],
+)
+def test_redis_older_than_7_is_refused(version: str, old: bool) -> None:
+    assert too_old(version) is old
+
+
+async def test_settings_that_lose_jobs_are_warned_of(tmp_path: Path) -> None:
+    options = ["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]
+    server = RedisServer(tmp_path / "redis", None, *options)
+    server.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with opened(server.url):
+                pass
+    finally:
+        server.stop()
+    warnings = " ".join(entry["event"] for entry in logs if entry["log_level"] == "warning")
+    assert "appendonly off" in warnings
+    assert "maxmemory-policy noeviction" in warnings
+
+
+async def test_a_redis_fit_for_jobs_opens_without_warnings(redis_url: str) -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with opened(redis_url):
+            pass
+    assert [entry for entry in logs if entry["log_level"] == "warning"] == []
