@@ -134,8 +134,9 @@ for i = 6, #ARGV do
                              'LIMIT', offset, limit)
     if #batch == 0 then break end
     for j = 1, #batch, 2 do
-      local lease = redis.call('HMGET', jkey(batch[j]), 'lease_owner', 'lease_until')
-      if taken < limit and lease_free(lease[1], lease[2], now) then
+      local f = redis.call('HMGET', jkey(batch[j]), 'state', 'lease_owner', 'lease_until')
+      -- (a lane never names a job that is gone; were it to, the job must not be recreated)
+      if taken < limit and f[1] and lease_free(f[2], f[3], now) then
         found[#found + 1] = {tonumber(batch[j + 1]), batch[j], lane}
         taken = taken + 1
       end
