@@ -463,3 +463,11 @@ async def test_a_redis_fit_for_jobs_opens_without_warnings(redis_url: str) -> No
         async with opened(redis_url):
             pass
     assert [entry for entry in logs if entry["log_level"] == "warning"] == []
+
+
+async def test_a_claim_never_recreates_a_job_that_is_gone(redis_url: str) -> None:
+    async with opened(redis_url) as store, raw_client(redis_url) as raw:
+        await raw.zadd("atkproxy:due:accepted", {"ghost": 1.0})
+
+        assert await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 10) == []
+        assert await raw.exists("atkproxy:job:ghost") == 0
