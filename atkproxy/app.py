@@ -27,7 +27,11 @@ Context = Callable[[web.Application], AsyncIterator[None]]
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = await open_store(settings.store.url)
+    store = await open_store(
+        settings.store.url,
+        password=settings.store.password,
+        redis_prefix=settings.store.redis_prefix,
+    )
     if not settings.store.url.startswith("memory://"):
         protected = [*settings.store.protected_headers, *on_behalf_header(settings)]
         store = SealedStore(store, protected, settings.store.secret_key)

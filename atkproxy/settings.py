@@ -161,6 +161,10 @@ class StoreSettings(Section):
         "Authorization", "Proxy-Authorization", "Cookie",
     ]  # fmt: skip
     secret_key: SecretStr | None = None
+    # Redis only: the password (or store.password_file), and the prefix of every key, so
+    # that several services can share one Redis database.
+    password: SecretStr | None = None
+    redis_prefix: str = "atkproxy:"
 
     @field_validator("secret_key")
     @classmethod
@@ -177,8 +181,14 @@ class StoreSettings(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not value.startswith(("memory://", "sqlite:///")):
-            raise ValueError(f"unsupported store {value!r} (use memory:// or sqlite:///path)")
+        if not value.startswith(("memory://", "sqlite:///", "redis://", "rediss://")):
+            raise ValueError(
+                f"unsupported store {value!r} (use memory://, sqlite:///path or redis://host)"
+            )
+        redis = URL(value) if value.startswith(("redis://", "rediss://")) else None
+        if redis is not None and (redis.password is not None or "password" in redis.query):
+            # the URL is shown in logs and errors: the password goes where secrets go
+            raise ValueError("put the Redis password in store.password or store.password_file")
         return value
 
 

@@ -2,6 +2,7 @@
 
     memory://                     in-process, for tests and throwaway runs
     sqlite:///relative/jobs.db    the embedded default (WAL mode); sqlite:////abs/jobs.db
+    redis://host:6379/0           shared by every replica (rediss:// for TLS)
 
 The store is the schedule. Workers `claim` due jobs under a lease, `renew` it while they
 work, and `update` the job when a step is done (its next state, its next due time, the
@@ -22,6 +23,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection
 from typing import Protocol
+
+from pydantic import SecretStr
 
 from ..jobs import Job, JobState, UpstreamResult
 
@@ -105,7 +108,10 @@ class StoreUnavailable(Exception):
     """The store named by store.url cannot be opened; the message says why."""
 
 
-async def open_store(url: str) -> JobStore:
+async def open_store(
+    url: str, *, password: SecretStr | None = None, redis_prefix: str = "atkproxy:"
+) -> JobStore:
+    """The store `url` names; `password` and `redis_prefix` apply to Redis only."""
     if url.startswith("memory://"):
         from .memory import MemoryStore
 
@@ -117,4 +123,21 @@ async def open_store(url: str) -> JobStore:
             return await SQLiteStore.open(url)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"store.url: cannot open {url}: {exc}") from exc
-    raise ValueError(f"store.url: unsupported scheme in {url!r} (use memory:// or sqlite:///path)")
+    if url.startswith(("redis://", "rediss://")):
+        return await _open_redis(url, password, redis_prefix)
+    raise ValueError(
+        f"store.url: unsupported scheme in {url!r} (use memory://, sqlite:///path or redis://)"
+    )
+
+
+async def _open_redis(url: str, password: SecretStr | None, prefix: str) -> JobStore:
+    from redis.exceptions import RedisError
+
+    from .redis import RedisStore, UnfitRedis
+
+    try:
+        return await RedisStore.open(url, password, prefix)
+    except (OSError, RedisError, UnfitRedis) as exc:
+        # the URL may name a user, never a password (settings refuse one), so it can be shown
+        reason = " ".join(str(exc).split()) or exc.__class__.__name__
+        raise StoreUnavailable(f"store.url: cannot open {url}: {reason}") from exc

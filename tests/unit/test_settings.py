@@ -216,7 +216,7 @@ def test_async_section_alias(data: dict[str, Any]) -> None:
         pytest.param({"async": {"max_bodies": 1}}, "async.max_bodies", id="unknown-key"),
         pytest.param({"listen": {"port": 70000}}, "listen.port", id="port-range"),
         pytest.param({"async": {"max_inflight": 0}}, "async.max_inflight", id="max-inflight"),
-        pytest.param({"store": {"url": "redis://x"}}, "store.url", id="store-scheme"),
+        pytest.param({"store": {"url": "postgres://x"}}, "store.url", id="store-scheme"),
         pytest.param({"logging": {"level": "loud"}}, "logging.level", id="logging-level"),
     ],
 )
