@@ -64,6 +64,10 @@ class Engine:
         a = settings.async_
         self.admission = Admission(a.max_queue, a.retry_after, self.upstream.slots)
         self._held: dict[str, asyncio.Task[None]] = {}
+        # claimed again while still held here (the step was finishing): handed back to the
+        # store when the step ends, so the next claim takes the job as the store has it now
+        self._claimed_while_held: set[str] = set()
+        self._hand_back: set[str] = set()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -127,6 +131,9 @@ class Engine:
         def done(_: asyncio.Task[None]) -> None:
             self._held.pop(job.id, None)
             lane.slots.give()
+            if job.id in self._claimed_while_held:
+                self._claimed_while_held.discard(job.id)
+                self._hand_back.add(job.id)
             self.wake()
 
         task.add_done_callback(done)
@@ -156,9 +163,10 @@ class Engine:
     # -- the loops ------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        while True:
+        while not self.worker.stopping.is_set():
             self._wake.clear()
             try:
+                await self._hand_back_leases()
                 claimed = await self._claim(self.upstream) + await self._claim(self.delivery)
             except Exception as exc:
                 log.warning("claiming due jobs failed; trying again", error=exc.__class__.__name__)
@@ -168,8 +176,10 @@ class Engine:
                 continue
             if not self._held:
                 self._idle.set()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.store.poll)
+                async with asyncio.timeout(self._settings.store.poll):
+                    await self._wake.wait()
 
     async def _claim(self, lane: Lane) -> int:
         wanted = lane.slots.take(lane.slots.free)
@@ -183,12 +193,17 @@ class Engine:
         finally:
             lane.slots.give(wanted)
         self.admission.claimed(sum(job.state is JobState.ACCEPTED for job in jobs))
-        started = 0
         for job in jobs:
-            if job.id not in self._held and lane.slots.take() == 1:  # else: ours already
+            if job.id in self._held:
+                self._claimed_while_held.add(job.id)
+            elif lane.slots.take() == 1:
                 self._start(job, lane)
-                started += 1
-        return started
+        return len(jobs)
+
+    async def _hand_back_leases(self) -> None:
+        if self._hand_back:
+            ids, self._hand_back = list(self._hand_back), set()
+            await self._store.renew(self.worker.owner, ids, time.time())
 
     async def _renew_loop(self) -> None:
         while True:

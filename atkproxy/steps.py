@@ -219,7 +219,8 @@ class Steps:
             log.warning("saving the job failed; retrying", state=job.state.value,
                         error=exc.__class__.__name__, retry_in=delay, failures=n + 1)  # fmt: skip
         try:
-            await asyncio.wait_for(self._worker.stopping.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._worker.stopping.wait()
         except TimeoutError:
             return
         raise LetGo("stopping; the job stays as last saved") from exc

@@ -225,6 +225,10 @@ class RedisStore:
         held = await self._writes.call(lua.RENEW, [self._prefix, owner, repr(until), *job_ids])
         return {job_id.decode() for job_id in held}
 
+    async def expire_leases(self) -> int:
+        expired: int = await self._writes.call(lua.EXPIRE_LEASES, [self._prefix])
+        return expired
+
     async def update(self, job: Job, owner: str | None) -> None:
         written, absent = small_fields(job)
         result = b"" if job.result is None else encode_result(job.result)

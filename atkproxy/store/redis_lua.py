@@ -160,6 +160,18 @@ return out
 """
 )
 
+# ARGV: P  -> how many leases there were (each now expired: a claim takes the job)
+EXPIRE_LEASES = _script(
+    """
+local ids = redis.call('ZRANGE', P .. 'leases', 0, -1)
+for _, id in ipairs(ids) do
+  redis.call('HSET', jkey(id), 'lease_until', '0')
+  redis.call('ZADD', P .. 'leases', 0, id)
+end
+return #ids
+"""
+)
+
 # ARGV: P, owner, until, id1, id2, ...  -> the ids still held (now renewed)
 RENEW = _script(
     """

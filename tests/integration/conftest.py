@@ -93,3 +93,4 @@ def url_of(server: TestServer) -> str:
 
 async def start_app(aiohttp_server: ServerFactory, app: web.Application) -> str:
     return url_of(await aiohttp_server(app))
+
