@@ -17,12 +17,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from .auth import CallbackAuth
+from .destinations import Policy, Refused
 from .errors import Rejected
 from .forward import CHUNK, header_pairs, upstream_headers
 from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
+from .resolver import note_listener, policy_for
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .runner import Runner
 from .settings import IdSource, Settings
@@ -80,18 +81,15 @@ def without_respond_async(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     return headers
 
 
-def callback_url(headers: CIMultiDictProxy[str]) -> str | None:
+def callback_url(headers: CIMultiDictProxy[str], policy: Policy | None = None) -> str | None:
+    """The callback URL when the destination policy lets it pass (a 400 naming why, if not)."""
     value = headers.get(CALLBACK)
     if value is None:
         return None
     try:
-        url = URL(value.strip())
-    except ValueError:
-        url = URL()
-    if url.scheme not in ("http", "https") or not url.host:
-        raise Rejected(400, f"{CALLBACK} must be an absolute http or https URL")
-    if url.raw_user is not None:  # it would be recorded in clear, and clash with callback.auth
-        raise Rejected(400, f"{CALLBACK} must not carry user info; use callback.auth")
+        url = (policy or Policy()).check_url(value)
+    except Refused as exc:
+        raise Rejected(400, f"{CALLBACK} refused: {exc}") from None
     return str(url)
 
 
@@ -167,9 +165,15 @@ class Shedding:
 
 class Acceptor:
     def __init__(
-        self, settings: Settings, store: JobStore, runner: Runner, auth: CallbackAuth
+        self,
+        settings: Settings,
+        store: JobStore,
+        runner: Runner,
+        auth: CallbackAuth,
+        destinations: Policy | None = None,
     ) -> None:
         self._settings = settings
+        self._destinations = destinations or policy_for(settings)
         self._router = Router(settings.async_.routes)
         self._store = store
         self._runner = runner
@@ -201,7 +205,8 @@ class Acceptor:
 
     async def _record(self, request: web.Request) -> tuple[Job, dict[str, Any]]:
         """Validate the request, build its job and commit it to the store."""
-        callback = callback_url(request.headers)
+        note_listener(self._destinations, request)
+        callback = callback_url(request.headers, self._destinations)
         body = await read_body(request, self._settings.async_.max_body)
         match = self._router.match(request.method, request.path)
         resolved = self._resolve(request, body, match)

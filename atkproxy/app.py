@@ -14,6 +14,7 @@ from .callback import Deliverer, callback_session
 from .forward import Upstream
 from .keys import ACCEPTOR, AUTH, SETTINGS, STORE, UPSTREAM
 from .proxy import handle
+from .resolver import policy_for
 from .runner import Runner
 from .settings import Settings
 from .store import JobStore, open_store
@@ -61,10 +62,11 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with callback_session(settings.callback.timeout) as session:
+    destinations = policy_for(settings)
+    async with callback_session(settings.callback.timeout, destinations) as session:
         deliverer = Deliverer(session, app[AUTH])
         runner = Runner(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH])
-        app[ACCEPTOR] = Acceptor(settings, app[STORE], runner, app[AUTH])
+        app[ACCEPTOR] = Acceptor(settings, app[STORE], runner, app[AUTH], destinations)
         await runner.start()
         yield
         await runner.drain(settings.async_.drain_timeout)

@@ -15,12 +15,20 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .auth import CallbackAuth, CallbackAuthError, CallbackRequest
+from .destinations import Policy
 from .jobs import Attempt, Job
+from .resolver import GuardedResolver, literal_guard, refusal
 
 
-def callback_session(timeout: float) -> aiohttp.ClientSession:
-    """The callback client; the single place where connections to receivers are made."""
+def callback_session(timeout: float, policy: Policy | None = None) -> aiohttp.ClientSession:
+    """The callback client; the single place where connections to receivers are made.
+
+    Every address it dials passes the destination policy (resolver.py).
+    """
+    policy = policy or Policy()
     return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
+        trace_configs=[literal_guard(policy)],
         timeout=aiohttp.ClientTimeout(total=timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
@@ -82,6 +90,9 @@ def describe(exc: BaseException) -> str:
     """What went wrong, safe to record: never the URL (its query may carry a credential)."""
     if isinstance(exc, TimeoutError):
         return "no answer within callback.timeout"
+    refused = refusal(exc)
+    if refused is not None:
+        return str(refused)
     if isinstance(exc, aiohttp.InvalidURL):
         return "InvalidURL"
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__

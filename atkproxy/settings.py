@@ -24,6 +24,7 @@ from pydantic import (
 from yarl import URL
 
 from .auth.config import CallbackAuthSettings
+from .destinations import check_entries
 from .jobs import AtkStatus
 from .templates import compile_template
 
@@ -206,10 +207,23 @@ class AsyncSection(Section):
     routes: Annotated[list[Route], BeforeValidator(_yaml_if_text)] = []
 
 
+class CallbackDestinations(Section):
+    """Where callbacks may go (see destinations.py): host names (`*.` wildcards) and CIDRs."""
+
+    allow: Annotated[list[str], BeforeValidator(_yaml_if_text)] = []
+    deny: Annotated[list[str], BeforeValidator(_yaml_if_text)] = []
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _entries(cls, value: list[str]) -> list[str]:
+        return check_entries(value)
+
+
 class Callback(Section):
     timeout: Duration = 10.0
     no_callback_statuses: Annotated[list[int], BeforeValidator(_yaml_if_text)] = [401, 403]
     auth: CallbackAuthSettings = CallbackAuthSettings()
+    destinations: CallbackDestinations = CallbackDestinations()
 
 
 class StatusRule(Section):

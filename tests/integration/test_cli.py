@@ -111,6 +111,8 @@ async def test_serve_logs_json_and_stops_on_sigterm(
         f"upstream.url={upstream}",
         "-D",
         f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
+        "-D",
+        "callback.destinations.allow=[127.0.0.1/32]",
     )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
@@ -147,6 +149,8 @@ async def test_a_stop_loses_no_accepted_job(
         "async.max_inflight=1",
         "-D",
         "async.drain_timeout=300ms",
+        "-D",
+        "callback.destinations.allow=[127.0.0.1/32]",
         "-D",
         f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
     ]
