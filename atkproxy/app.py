@@ -55,7 +55,14 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[AUTH] = create_auth(app[SETTINGS].callback.auth)
+    auth = app[SETTINGS].callback.auth
+    if auth.type != "none" and auth.any_destination:
+        log.warning(
+            "callback.auth.any_destination: the callback credentials go to any permitted "
+            "callback URL a client names, not only to callback.destinations.allow",
+            mode=auth.type,
+        )
+    app[AUTH] = create_auth(auth)
     yield
     await app[AUTH].close()
 
@@ -64,7 +71,7 @@ async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     destinations = policy_for(settings)
     async with callback_session(settings.callback.timeout, destinations) as session:
-        deliverer = Deliverer(session, app[AUTH])
+        deliverer = Deliverer(session, app[AUTH], settings.callback.signing.keys)
         runner = Runner(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH])
         app[ACCEPTOR] = Acceptor(settings, app[STORE], runner, app[AUTH], destinations)
         await runner.start()

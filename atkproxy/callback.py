@@ -9,6 +9,7 @@ else, or no answer within callback.timeout, is a failed attempt.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import aiohttp
 from multidict import CIMultiDict
@@ -18,6 +19,7 @@ from .auth import CallbackAuth, CallbackAuthError, CallbackRequest
 from .destinations import Policy
 from .jobs import Attempt, Job
 from .resolver import GuardedResolver, literal_guard, refusal
+from .signing import signed_headers
 
 
 def callback_session(timeout: float, policy: Policy | None = None) -> aiohttp.ClientSession:
@@ -50,7 +52,13 @@ def callback_headers(job: Job, attempt: int) -> CIMultiDict[str]:
 
 
 class Deliverer:
-    def __init__(self, session: aiohttp.ClientSession, auth: CallbackAuth) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        auth: CallbackAuth,
+        signing_keys: Sequence[bytes] = (),
+    ) -> None:
+        self._signing_keys = signing_keys
         self._session = session
         self._auth = auth
 
@@ -78,6 +86,9 @@ class Deliverer:
     async def _send(self, job: Job, attempt: int) -> int:
         assert job.callback_url is not None and job.result is not None
         request = CallbackRequest(URL(job.callback_url), callback_headers(job, attempt), job)
+        if self._signing_keys:  # webhook-id: the job id, the same on every retry
+            signed = signed_headers(job.id, int(time.time()), job.result.body, self._signing_keys)
+            request.headers.update(signed)
         await self._auth.apply(request)
         async with self._session.post(
             request.url, headers=request.headers, data=job.result.body, allow_redirects=False

@@ -26,6 +26,7 @@ from yarl import URL
 from .auth.config import CallbackAuthSettings
 from .destinations import check_entries
 from .jobs import AtkStatus
+from .signing import decode_secret
 from .templates import compile_template
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -93,7 +94,8 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # inputs are not echoed in errors: a section may hold a secret
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
 
 class Listen(Section):
@@ -219,11 +221,47 @@ class CallbackDestinations(Section):
         return check_entries(value)
 
 
+def _secret_list(value: Any) -> Any:
+    """Secrets given as text (env, -D, a `_file`): whitespace or commas between them."""
+    if isinstance(value, str) and not value.lstrip().startswith("["):
+        return [part for part in re.split(r"[\s,]+", value) if part]
+    return _yaml_if_text(value)
+
+
+class CallbackSigning(Section):
+    """Standard Webhooks signatures (signing.py); several secrets during a rotation."""
+
+    secrets: Annotated[list[SecretStr], BeforeValidator(_secret_list)] = []
+
+    @field_validator("secrets")
+    @classmethod
+    def _whsec(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            decode_secret(secret.get_secret_value())
+        return value
+
+    @property
+    def keys(self) -> list[bytes]:
+        return [decode_secret(secret.get_secret_value()) for secret in self.secrets]
+
+
 class Callback(Section):
     timeout: Duration = 10.0
     no_callback_statuses: Annotated[list[int], BeforeValidator(_yaml_if_text)] = [401, 403]
     auth: CallbackAuthSettings = CallbackAuthSettings()
     destinations: CallbackDestinations = CallbackDestinations()
+    signing: CallbackSigning = CallbackSigning()
+
+    @model_validator(mode="after")
+    def _credentials_to_trusted_receivers(self) -> Callback:
+        trusted = bool(self.destinations.allow) or self.auth.any_destination
+        if self.auth.type != "none" and not trusted:
+            raise ValueError(
+                f"callback.auth.type is '{self.auth.type}': its credentials go only to "
+                "receivers listed in callback.destinations.allow; set it, or set "
+                "callback.auth.any_destination: true to send them to any permitted URL"
+            )
+        return self
 
 
 class StatusRule(Section):

@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from atkproxy.callback import callback_session, describe
 from atkproxy.destinations import Policy
@@ -134,3 +135,26 @@ async def test_the_callback_client_refuses_a_literal_address_itself(receiver: Re
             await session.post(receiver.url, data=b"{}")
     assert describe(caught.value) == "destination refused: loopback address 127.0.0.1"
     assert receiver.received == []
+
+
+CUSTOM_AUTH = {"type": "custom", "custom_name": "X-Key", "custom_value": "s3cr3t-value"}
+
+
+async def test_credentials_do_not_go_outside_the_allow_list(
+    upstream: str, receiver: Receiver, make_proxy: ProxyFactory
+) -> None:
+    config = {"callback": {"auth": CUSTOM_AUTH, "destinations": {"allow": ["cb.example"]}}}
+    proxy = await make_proxy(upstream, config, automatiko=False)
+    assert "not in callback.destinations.allow" in await refused(proxy, receiver.url)
+    assert receiver.received == []
+
+
+async def test_credentials_to_any_destination_warn_at_start(
+    upstream: str, receiver: Receiver, make_proxy: ProxyFactory
+) -> None:
+    config = {"callback": {"auth": {**CUSTOM_AUTH, "any_destination": True}}}
+    with structlog.testing.capture_logs() as logs:
+        await make_proxy(upstream, config, automatiko=False)
+    [warning] = [line for line in logs if "any_destination" in line["event"]]
+    assert warning["log_level"] == "warning"
+    assert "s3cr3t-value" not in repr(logs)
