@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from . import jsonstrict
 from .auth import CallbackAuth
 from .destinations import Policy, Refused
 from .errors import Rejected
@@ -125,7 +126,7 @@ def parse_json(request: web.Request, body: bytes, match: RouteMatch | None) -> A
             raise Rejected(415, "this route takes a JSON body (Content-Type: application/json)")
         return None
     try:
-        doc = json.loads(body)
+        doc = jsonstrict.loads(body)
     except ValueError as exc:
         raise Rejected(400, f"request body is not valid JSON: {exc}") from None
     if match is not None and match.route.start and not isinstance(doc, dict):
