@@ -1,8 +1,9 @@
 """Async requests: validated, recorded, answered 202 before the upstream is called.
 
-Order of checks (the first failure answers): mode value (400), room in the queue
-(503 + Retry-After: checked before the body is read, so an overloaded proxy sheds load
-cheaply), callback URL (400), body size (413), JSON where the route needs it (415, 400),
+Order of checks (the first failure answers): mode value (400), header size (431), room in
+the queue (503 + Retry-After: checked before the body is read, so an overloaded proxy sheds
+load cheaply), callback URL and its destination (400), path segments and a repeated id
+parameter (400), body size (413) and time (408), JSON where the route needs it (415, 400),
 instance id (400). Nothing is recorded before all have passed; the job is committed to
 the store before the 202 leaves.
 """
@@ -24,6 +25,7 @@ from .destinations import Policy, Refused
 from .errors import Rejected
 from .forward import CHUNK, header_pairs, upstream_headers
 from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
+from .limits import check_header_size, check_path, check_single_ids, within
 from .resolver import note_listener, policy_for
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .runner import Runner
@@ -182,6 +184,7 @@ class Acceptor:
         self._shed = Shedding()
 
     async def accept(self, request: web.Request, mode: Mode) -> web.Response:
+        check_header_size(request.raw_headers, self._settings.async_.max_headers)
         if not self._runner.reserve():
             self._shed.note()
             retry = self._settings.async_.retry_after
@@ -208,8 +211,14 @@ class Acceptor:
         """Validate the request, build its job and commit it to the store."""
         note_listener(self._destinations, request)
         callback = callback_url(request.headers, self._destinations)
-        body = await read_body(request, self._settings.async_.max_body)
+        check_path(request.raw_path)
         match = self._router.match(request.method, request.path)
+        check_single_ids(request.query, match.route.id if match else UNMATCHED)
+        body = await within(  # a slow body gives its queue place back when it times out
+            self._settings.listen.body_timeout,
+            "request body",
+            read_body(request, self._settings.async_.max_body),
+        )
         resolved = self._resolve(request, body, match)
         job = self._job(request, body, match, resolved, callback)
         try:

@@ -13,6 +13,7 @@ from .auth import create_auth
 from .callback import Deliverer, callback_session
 from .forward import Upstream
 from .keys import ACCEPTOR, AUTH, SETTINGS, STORE, UPSTREAM
+from .limits import LISTEN, GuardedApplication, handler_args, origin_form_only
 from .proxy import handle
 from .resolver import policy_for
 from .runner import Runner
@@ -81,8 +82,11 @@ async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Application:
     """The proxy as an aiohttp application; `store` replaces the one store.url names."""
-    app = web.Application(handler_args={"max_field_size": 16 * 1024})
+    app = GuardedApplication(
+        handler_args=handler_args(settings.listen), middlewares=[origin_form_only]
+    )
     app[SETTINGS] = settings
+    app[LISTEN] = settings.listen
     contexts: list[Context] = [upstream_ctx, auth_ctx, runner_ctx]
     if store is None:
         contexts.insert(0, store_ctx)

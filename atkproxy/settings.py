@@ -101,6 +101,11 @@ class Section(BaseModel):
 class Listen(Section):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
+    # a request's header must be complete this long after its first byte (or the connection)
+    header_timeout: Duration = Field(10.0, gt=0)
+    body_timeout: Duration = Field(30.0, gt=0)  # an async request's whole body
+    keepalive_timeout: Duration = Field(75.0, gt=0)  # idle between requests (> a balancer's)
+    max_connections: int = Field(1000, ge=1)  # beyond it, new connections get a 503
 
 
 class Upstream(Section):
@@ -201,6 +206,7 @@ class Route(Section):
 
 class AsyncSection(Section):
     max_body: Size = 1024 * 1024
+    max_headers: Size = 64 * 1024  # all header lines of an async request; beyond it, 431
     max_result: Size = 10 * 1024 * 1024  # a job's upstream answer is recorded up to this size
     max_inflight: int = Field(16, ge=1)  # background upstream calls at once
     max_queue: int = Field(1000, ge=1)  # accepted jobs waiting; beyond it, 503 + Retry-After
