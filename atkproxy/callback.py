@@ -18,6 +18,7 @@ from yarl import URL
 from .auth import CallbackAuth, CallbackAuthError, CallbackRequest
 from .destinations import Policy
 from .jobs import Attempt, Job
+from .redact import without_urls
 from .resolver import GuardedResolver, literal_guard, refusal
 from .signing import signed_headers
 
@@ -106,4 +107,5 @@ def describe(exc: BaseException) -> str:
         return str(refused)
     if isinstance(exc, aiohttp.InvalidURL):
         return "InvalidURL"
-    return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+    text = without_urls(str(exc))  # aiohttp puts the URL in some texts (ClientResponseError)
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
