@@ -209,7 +209,8 @@ class Acceptor:
 
     async def _record(self, request: web.Request) -> tuple[Job, dict[str, Any]]:
         """Validate the request, build its job and commit it to the store."""
-        note_listener(self._destinations, request)
+        if CALLBACK in request.headers:
+            note_listener(self._destinations, request)
         callback = callback_url(request.headers, self._destinations)
         check_path(request.raw_path)
         match = self._router.match(request.method, request.path)

@@ -79,6 +79,7 @@ async def proxy_server(
     aiohttp_server: ServerFactory, upstream: str, config: dict[str, Any]
 ) -> tuple[str, int]:
     server = await aiohttp_server(create_app(proxy_settings(upstream, config)))
+    assert server.port is not None
     return "127.0.0.1", server.port
 
 

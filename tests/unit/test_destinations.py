@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from atkproxy.destinations import MAX_URL, Policy, Refused, check_entries, embedded_ipv4
+from atkproxy.destinations import (
+    MAX_URL,
+    Policy,
+    Refused,
+    check_entries,
+    denied_kind,
+    embedded_ipv4,
+    literal_address,
+)
 
 
 def policy(allow: list[str] | None = None, deny: list[str] | None = None) -> Policy:
@@ -178,3 +189,44 @@ def test_setting_entries_refused(entry: str) -> None:
 def test_setting_entries_kept() -> None:
     entries = ["10.0.0.0/8", "fd00::/8", "127.0.0.1", "cb.example", "*.svc.cluster.local"]
     assert check_entries(entries) == entries
+
+
+# -- any input: a URL or Refused, never another error -------------------------------------------
+
+HOSTS = st.one_of(
+    st.ip_addresses().map(lambda a: f"[{a}]" if a.version == 6 else str(a)),
+    st.from_regex(r"[a-z0-9.\-]{1,20}", fullmatch=True),
+    st.from_regex(r"(0x[0-9a-f]{1,8}|[0-9]{1,10})(\.[0-9]{1,3}){0,3}", fullmatch=True),
+    st.text(max_size=20),
+)
+
+
+@given(
+    scheme=st.sampled_from(["http", "https", "ftp", "HTTP", ""]),
+    host=HOSTS,
+    port=st.one_of(st.none(), st.integers(0, 70000)),
+    rest=st.text(max_size=40),
+)
+def test_any_url_is_checked_or_refused(scheme: str, host: str, port: int | None, rest: str) -> None:
+    url = f"{scheme}://{host}" + (f":{port}" if port is not None else "") + "/" + rest
+    try:
+        checked = policy().check_url(url)
+    except Refused:
+        return
+    address = literal_address(checked.raw_host or "")
+    assert address is None or denied_kind(address) is None  # a denied address never passes
+
+
+@given(st.text(max_size=200))
+def test_any_text_is_checked_or_refused(text: str) -> None:
+    with contextlib.suppress(Refused):
+        policy().check_url(text)
+
+
+@given(st.ip_addresses())
+def test_embedded_loopback_never_passes(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    with contextlib.suppress(Refused):
+        policy().check_address(address, 9000)
+        assert all(denied_kind(a) is None for a in [address, *embedded_ipv4(address)])

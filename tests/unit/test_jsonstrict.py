@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from atkproxy.jsonstrict import MAX_DEPTH, NotStrictJSON, depth, loads
 
@@ -68,3 +70,15 @@ def test_invalid_utf8_is_refused() -> None:
 )
 def test_depth(doc: Any, levels: int) -> None:
     assert depth(doc) == levels
+
+
+JSONISH = st.text(alphabet='[]{}",:0123456789.eE-+ \\naNIfitytrul', max_size=300)
+
+
+@given(st.binary(max_size=300) | JSONISH)
+def test_any_input_is_a_document_or_not_strict_json(data: bytes | str) -> None:
+    try:
+        doc = loads(data)
+    except NotStrictJSON:
+        return
+    assert depth(doc) <= MAX_DEPTH
