@@ -15,7 +15,7 @@ from .forward import Upstream
 from .keys import ACCEPTOR, AUTH, SETTINGS, STORE, UPSTREAM
 from .limits import LISTEN, GuardedApplication, handler_args, origin_form_only
 from .proxy import handle
-from .resolver import policy_for
+from .resolver import policy_for, protect_named_endpoints
 from .runner import Runner
 from .settings import Settings
 from .store import JobStore, open_store
@@ -71,6 +71,7 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
 async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     destinations = policy_for(settings)
+    await protect_named_endpoints(destinations)
     async with callback_session(settings.callback.timeout, destinations) as session:
         deliverer = Deliverer(session, app[AUTH], settings.callback.signing.keys)
         runner = Runner(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH])

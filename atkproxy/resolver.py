@@ -9,6 +9,7 @@ the error aiohttp wraps it in, so the attempt records "destination refused: <rea
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from types import SimpleNamespace
@@ -40,12 +41,10 @@ class GuardedResolver(AbstractResolver):
     def __init__(self, policy: Policy, inner: AbstractResolver | None = None) -> None:
         self._policy = policy
         self._inner = inner or aiohttp.ThreadedResolver()
-        self._protected_checked = False
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        await self._resolve_protected_names()
         answers = await self._inner.resolve(host, port, family)
         kept: list[ResolveResult] = []
         reason = "the name resolved to no address"
@@ -60,19 +59,6 @@ class GuardedResolver(AbstractResolver):
         if not kept:
             raise DestinationRefused(reason)
         return kept
-
-    async def _resolve_protected_names(self) -> None:
-        """The upstream given by name: its addresses are protected like a literal's."""
-        if self._protected_checked:
-            return
-        self._protected_checked = True
-        for name, port in list(self._policy.protected_names):
-            try:
-                answers = await self._inner.resolve(name, port, socket.AF_UNSPEC)
-            except OSError:
-                continue
-            for answer in answers:
-                self._policy.protect(answer["host"], port, "the upstream")
 
     async def close(self) -> None:
         await self._inner.close()
@@ -114,6 +100,21 @@ def policy_for(settings: Settings) -> Policy:
     upstream = URL(settings.upstream.url)
     policy.protect(upstream.raw_host or "", url_port(upstream), "the upstream")
     return policy
+
+
+async def protect_named_endpoints(policy: Policy) -> None:
+    """The addresses of an upstream given by name are protected like a literal address's.
+
+    Resolved once, at start: a literal callback address is checked without resolving anything.
+    """
+    loop = asyncio.get_running_loop()
+    for name, port in sorted(policy.protected_names):
+        try:
+            infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        except OSError:  # not resolvable now: its name is still refused at accept
+            continue
+        for *_, sockaddr in infos:
+            policy.protect(str(sockaddr[0]), port, "the upstream")
 
 
 def note_listener(policy: Policy, request: web.BaseRequest) -> None:

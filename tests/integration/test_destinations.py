@@ -158,3 +158,13 @@ async def test_credentials_to_any_destination_warn_at_start(
     [warning] = [line for line in logs if "any_destination" in line["event"]]
     assert warning["log_level"] == "warning"
     assert "s3cr3t-value" not in repr(logs)
+
+
+async def test_an_upstream_named_by_host_name_is_refused_by_address(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
+) -> None:
+    by_name = upstream.replace("127.0.0.1", "localhost")
+    proxy = await make_proxy(by_name, automatiko=False)  # allows 127.0.0.1/32
+    assert "the upstream's own address" in await refused(proxy, f"{upstream}/x")
+    assert "own address" in await refused(proxy, f"{by_name}/x")
+    assert echo.seen == []
