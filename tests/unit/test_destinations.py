@@ -140,24 +140,24 @@ A = ipaddress.ip_address
 
 
 @pytest.mark.parametrize(
-    ("allow", "address", "name", "reason"),
+    ("allow", "address", "port", "name", "reason"),
     [
-        ([], "127.0.0.1", "localhost", "loopback address 127.0.0.1"),
-        ([], "::1", "localhost", "loopback address ::1"),
-        (["localhost"], "127.0.0.1", "localhost", "loopback address"),  # names do not lift
-        (["10.0.0.0/8"], "192.168.1.1", "rebound.example", "not in callback.destinations.allow"),
-        (["*.example"], "169.254.169.254", "rebound.example", "link-local"),
-        (["127.0.0.1/32"], "127.0.0.1", None, None),
-        (["*.example"], "10.0.0.5", "cb.example", None),
-        ([], "10.0.0.5", "cb.example", None),
-        ([], "127.0.0.1", None, "the upstream's own address"),
+        ([], "127.0.0.1", 9000, "localhost", "loopback address 127.0.0.1"),
+        ([], "::1", 9000, "localhost", "loopback address ::1"),
+        (["localhost"], "127.0.0.1", 9000, "localhost", "loopback address"),  # names do not lift
+        (["10.0.0.0/8"], "192.168.1.1", 9000, "rebound.example", "not in callback.destinations"),
+        (["*.example"], "169.254.169.254", 80, "rebound.example", "link-local"),
+        (["127.0.0.1/32"], "127.0.0.1", 9000, None, None),
+        (["*.example"], "10.0.0.5", 9000, "cb.example", None),
+        ([], "10.0.0.5", 9000, "cb.example", None),
+        (["127.0.0.1/32"], "127.0.0.1", 8081, None, "the upstream's own address"),
+        (["0.0.0.0/0"], "::ffff:127.0.0.1", 8081, None, "the upstream's own address"),
     ],
 )
 def test_check_address(
-    allow: list[str], address: str, name: str | None, reason: str | None
+    allow: list[str], address: str, port: int, name: str | None, reason: str | None
 ) -> None:
     p = policy(allow)
-    port = 8081 if name is None and reason and "upstream" in reason else 9000
     if reason is None:
         p.check_address(A(address), port, name)
         return
