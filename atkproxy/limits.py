@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod
 from aiohttp.web_protocol import RequestHandler
 
 from .errors import Rejected, json_error
@@ -72,13 +73,16 @@ class GuardedHandler(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         """aiohttp's error answer, as JSON naming only the status; logged without its text."""
+        error = type(exc).__name__ if exc is not None else None
         if status >= 500:
-            log.error("request failed", status=status, error=type(exc).__name__, exc_info=exc)
+            log.error("request failed", status=status, error=error, exc_info=exc)
+        elif isinstance(exc, BadHttpMethod):  # not HTTP at all (TLS, a scanner): as aiohttp does
+            log.debug("malformed request", status=status, error=error)
         else:  # the parser's message quotes the client's bytes (an Authorization value...)
-            log.warning("malformed request", status=status, error=type(exc).__name__)
+            log.warning("malformed request", status=status, error=error)
         if request.writer.output_size > 0:
             raise ConnectionError("the answer had begun: no error answer can follow")
-        response = json_error(status, HTTPStatus(status).phrase.lower())
+        response = json_error(status, _phrase(status))
         response.force_close()
         return response
 
@@ -105,6 +109,13 @@ class GuardedHandler(RequestHandler):
         if isinstance(transport, asyncio.WriteTransport):
             transport.write((head + body).encode())
         self.force_close()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return "error"
 
 
 class GuardedServer(web.Server):

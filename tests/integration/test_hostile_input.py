@@ -15,6 +15,7 @@ from aiohttp import web
 
 from atkproxy.app import create_app
 from atkproxy.jobs import JobState
+from atkproxy.limits import GuardedApplication
 from atkproxy.store.memory import MemoryStore
 
 from .conftest import ProxyFactory, ServerFactory, proxy_settings, start_app
@@ -256,3 +257,37 @@ async def test_a_malformed_request_is_answered_in_json_echoing_nothing(
     assert json.loads(body) == {"error": "bad request", "status": 400}
     assert b"s3cr3t" not in answer and "s3cr3t" not in repr(logs)
     assert [line["event"] for line in logs] == ["malformed request"]
+
+
+async def test_a_failing_handler_answers_json_without_a_trace(
+    aiohttp_server: ServerFactory,
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("internal detail")
+
+    app = GuardedApplication()
+    app.router.add_get("/", broken)
+    server = await aiohttp_server(app)
+    with structlog.testing.capture_logs() as logs:
+        async with aiohttp.ClientSession() as client, client.get(server.make_url("/")) as r:
+            assert (r.status, await r.json()) == (
+                500,
+                {"error": "internal server error", "status": 500},
+            )
+    [line] = logs
+    assert (line["event"], line["error"], line["log_level"]) == (
+        "request failed",
+        "RuntimeError",
+        "error",
+    )
+
+
+async def test_not_http_at_all_is_a_quiet_400(aiohttp_server: ServerFactory, upstream: str) -> None:
+    host, port = await proxy_server(aiohttp_server, upstream, {})
+    reader, writer = await asyncio.open_connection(host, port)
+    with structlog.testing.capture_logs() as logs:
+        writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 HTTP/1.1\r\n\r\n")  # TLS hello
+        answer = await closed_within(reader, 3)
+    writer.close()
+    assert b" 400 " in answer.split(b"\r\n", 1)[0]
+    assert [(line["event"], line["log_level"]) for line in logs] == [("malformed request", "debug")]
