@@ -11,9 +11,9 @@ from . import management
 from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
+from .connections import LISTEN, GuardedApplication, handler_args, origin_form_only
 from .forward import Upstream
 from .keys import ACCEPTOR, AUTH, SETTINGS, STORE, UPSTREAM
-from .limits import LISTEN, GuardedApplication, handler_args, origin_form_only
 from .proxy import handle
 from .resolver import policy_for, protect_named_endpoints
 from .runner import Runner

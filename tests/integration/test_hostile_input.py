@@ -14,8 +14,8 @@ import structlog
 from aiohttp import web
 
 from atkproxy.app import create_app
+from atkproxy.connections import GuardedApplication
 from atkproxy.jobs import JobState
-from atkproxy.limits import GuardedApplication
 from atkproxy.store.memory import MemoryStore
 
 from .conftest import ProxyFactory, ServerFactory, proxy_settings, start_app
