@@ -50,12 +50,14 @@ class GuardedHandler(RequestHandler):
         self._start_header_deadline()
 
     def data_received(self, data: bytes) -> None:
-        if self._header_deadline is None and self._waiting_for_header():
-            self._start_header_deadline()
         super().data_received(data)
-        if self._header_deadline is not None and not self._waiting_for_header():
-            self._header_deadline.cancel()
-            self._header_deadline = None
+        # After the bytes are parsed: a header that came whole (the usual case) sets no timer.
+        if self._request_in_progress or self._messages:
+            if self._header_deadline is not None:
+                self._header_deadline.cancel()
+                self._header_deadline = None
+        elif self._header_deadline is None and data:
+            self._start_header_deadline()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._header_deadline is not None:
