@@ -1,8 +1,9 @@
 """Async requests: validated, recorded, answered 202 before the upstream is called.
 
-Order of checks (the first failure answers): mode value (400), room in the queue
-(503 + Retry-After: checked before the body is read, so an overloaded proxy sheds load
-cheaply), callback URL (400), body size (413), JSON where the route needs it (415, 400),
+Order of checks (the first failure answers): mode value (400), header size (431), room in
+the queue (503 + Retry-After: checked before the body is read, so an overloaded proxy sheds
+load cheaply), callback URL and its destination (400), path segments and a repeated id
+parameter (400), body size (413) and time (408), JSON where the route needs it (415, 400),
 instance id (400). Nothing is recorded before all have passed; the job is committed to
 the store before the 202 leaves. A request with an Idempotency-Key already recorded (same
 method and path) gets the first job's 202 and runs nothing; another body under the same
@@ -20,13 +21,16 @@ from typing import Any
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
+from . import jsonstrict
 from .auth import CallbackAuth
+from .destinations import Policy, Refused
 from .engine import Engine
 from .errors import Rejected
 from .forward import CHUNK, header_pairs, upstream_headers
 from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
+from .limits import check_header_size, check_path, check_single_ids, within
+from .resolver import note_listener, policy_for
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .settings import IdSource, Settings
 from .store import JobStore
@@ -83,18 +87,15 @@ def without_respond_async(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     return headers
 
 
-def callback_url(headers: CIMultiDictProxy[str]) -> str | None:
+def callback_url(headers: CIMultiDictProxy[str], policy: Policy | None = None) -> str | None:
+    """The callback URL when the destination policy lets it pass (a 400 naming why, if not)."""
     value = headers.get(CALLBACK)
     if value is None:
         return None
     try:
-        url = URL(value.strip())
-    except ValueError:
-        url = URL()
-    if url.scheme not in ("http", "https") or not url.host:
-        raise Rejected(400, f"{CALLBACK} must be an absolute http or https URL")
-    if url.raw_user is not None:  # it would be recorded in clear, and clash with callback.auth
-        raise Rejected(400, f"{CALLBACK} must not carry user info; use callback.auth")
+        url = (policy or Policy()).check_url(value)
+    except Refused as exc:
+        raise Rejected(400, f"{CALLBACK} refused: {exc}") from None
     return str(url)
 
 
@@ -130,7 +131,7 @@ def parse_json(request: web.Request, body: bytes, match: RouteMatch | None) -> A
             raise Rejected(415, "this route takes a JSON body (Content-Type: application/json)")
         return None
     try:
-        doc = json.loads(body)
+        doc = jsonstrict.loads(body)
     except ValueError as exc:
         raise Rejected(400, f"request body is not valid JSON: {exc}") from None
     if match is not None and match.route.start and not isinstance(doc, dict):
@@ -158,15 +159,22 @@ def digest(*parts: str | bytes) -> str:
 
 class Acceptor:
     def __init__(
-        self, settings: Settings, store: JobStore, engine: Engine, auth: CallbackAuth
+        self,
+        settings: Settings,
+        store: JobStore,
+        engine: Engine,
+        auth: CallbackAuth,
+        destinations: Policy | None = None,
     ) -> None:
         self._settings = settings
+        self._destinations = destinations or policy_for(settings)
         self._router = Router(settings.async_.routes)
         self._store = store
         self._engine = engine
         self._auth = auth
 
     async def accept(self, request: web.Request, mode: Mode) -> web.Response:
+        check_header_size(request.raw_headers, self._settings.async_.max_headers)
         try:
             async with self._engine.admission.place() as place:
                 job = await self._record(request, place.slot)
@@ -193,9 +201,17 @@ class Acceptor:
 
     async def _record(self, request: web.Request, slot: bool) -> Job:
         """Validate the request, build its job and commit it to the store."""
-        callback = callback_url(request.headers)
-        body = await read_body(request, self._settings.async_.max_body)
+        if CALLBACK in request.headers:
+            note_listener(self._destinations, request)
+        callback = callback_url(request.headers, self._destinations)
+        check_path(request.raw_path)
         match = self._router.match(request.method, request.path)
+        check_single_ids(request.query, match.route.id if match else UNMATCHED)
+        body = await within(  # a slow body gives its queue place back when it times out
+            self._settings.listen.body_timeout,
+            "request body",
+            read_body(request, self._settings.async_.max_body),
+        )
         resolved = self._resolve(request, body, match)
         job = self._job(request, body, match, resolved, callback)
         if slot:

@@ -11,10 +11,12 @@ from . import management
 from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
+from .connections import LISTEN, GuardedApplication, handler_args, origin_form_only
 from .engine import Engine
 from .forward import Upstream
 from .keys import ACCEPTOR, AUTH, ENGINE, SETTINGS, STORE, UPSTREAM
 from .proxy import handle
+from .resolver import policy_for, protect_named_endpoints
 from .settings import Settings
 from .steps import Steps, Worker
 from .store import JobStore, open_store
@@ -59,22 +61,31 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[AUTH] = create_auth(app[SETTINGS].callback.auth)
+    auth = app[SETTINGS].callback.auth
+    if auth.type != "none" and auth.any_destination:
+        log.warning(
+            "callback.auth.any_destination: the callback credentials go to any permitted "
+            "callback URL a client names, not only to callback.destinations.allow",
+            mode=auth.type,
+        )
+    app[AUTH] = create_auth(auth)
     yield
     await app[AUTH].close()
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with callback_session(settings.callback.timeout) as session:
-        deliverer = Deliverer(session, app[AUTH])
+    destinations = policy_for(settings)
+    await protect_named_endpoints(destinations)
+    async with callback_session(settings.callback.timeout, destinations) as session:
+        deliverer = Deliverer(session, app[AUTH], settings.callback.signing.keys)
 
         def make_steps(worker: Worker) -> Steps:
             return Steps(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH], worker)
 
         engine = Engine(settings, app[STORE], make_steps, shared_store=is_shared(settings))
         app[ENGINE] = engine
-        app[ACCEPTOR] = Acceptor(settings, app[STORE], engine, app[AUTH])
+        app[ACCEPTOR] = Acceptor(settings, app[STORE], engine, app[AUTH], destinations)
         await engine.start()
         yield
         await engine.drain(settings.async_.drain_timeout)
@@ -87,8 +98,11 @@ def is_shared(settings: Settings) -> bool:
 
 def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Application:
     """The proxy as an aiohttp application; `store` replaces the one store.url names."""
-    app = web.Application(handler_args={"max_field_size": 16 * 1024})
+    app = GuardedApplication(
+        handler_args=handler_args(settings.listen), middlewares=[origin_form_only]
+    )
     app[SETTINGS] = settings
+    app[LISTEN] = settings.listen
     contexts: list[Context] = [upstream_ctx, auth_ctx, engine_ctx]
     if store is None:
         contexts.insert(0, store_ctx)

@@ -10,19 +10,30 @@ retries on the callback.retry schedule (see retry.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
 from .auth import CallbackAuth, CallbackAuthError, CallbackRequest
+from .destinations import Policy
 from .jobs import Attempt, Job
+from .redact import without_urls
+from .resolver import GuardedResolver, literal_guard, refusal
 from .retry import retry_after_seconds
+from .signing import signed_headers
 
 
-def callback_session(timeout: float) -> aiohttp.ClientSession:
-    """The callback client; the single place where connections to receivers are made."""
+def callback_session(timeout: float, policy: Policy | None = None) -> aiohttp.ClientSession:
+    """The callback client; the single place where connections to receivers are made.
+
+    Every address it dials passes the destination policy (resolver.py).
+    """
+    policy = policy or Policy()
     return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
+        trace_configs=[literal_guard(policy)],
         timeout=aiohttp.ClientTimeout(total=timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
@@ -44,7 +55,13 @@ def callback_headers(job: Job, attempt: int) -> CIMultiDict[str]:
 
 
 class Deliverer:
-    def __init__(self, session: aiohttp.ClientSession, auth: CallbackAuth) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        auth: CallbackAuth,
+        signing_keys: Sequence[bytes] = (),
+    ) -> None:
+        self._signing_keys = signing_keys
         self._session = session
         self._auth = auth
 
@@ -73,6 +90,9 @@ class Deliverer:
     async def _send(self, job: Job, attempt: int) -> tuple[int, str | None]:
         assert job.callback_url is not None and job.result is not None
         request = CallbackRequest(URL(job.callback_url), callback_headers(job, attempt), job)
+        if self._signing_keys:  # webhook-id: the job id, the same on every retry
+            signed = signed_headers(job.id, int(time.time()), job.result.body, self._signing_keys)
+            request.headers.update(signed)
         await self._auth.apply(request)
         async with self._session.post(
             request.url, headers=request.headers, data=job.result.body, allow_redirects=False
@@ -85,6 +105,10 @@ def describe(exc: BaseException) -> str:
     """What went wrong, safe to record: never the URL (its query may carry a credential)."""
     if isinstance(exc, TimeoutError):
         return "no answer within callback.timeout"
+    refused = refusal(exc)
+    if refused is not None:
+        return str(refused)
     if isinstance(exc, aiohttp.InvalidURL):
         return "InvalidURL"
-    return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+    text = without_urls(str(exc))  # aiohttp puts the URL in some texts (ClientResponseError)
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__

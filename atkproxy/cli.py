@@ -16,7 +16,7 @@ from aiohttp import web
 from .app import create_app
 from .auth import describe
 from .observability import configure_logging
-from .redact import mask_urls
+from .redact import mask_url, mask_urls
 from .settings import Settings
 from .sources import ConfigError, Layered, explain, load
 from .store import StoreUnavailable
@@ -85,7 +85,7 @@ def serve(settings: Settings) -> None:
     log.info(
         "starting",
         listen=f"{settings.listen.host}:{settings.listen.port}",
-        upstream=settings.upstream.url,
+        upstream=mask_url(settings.upstream.url),
         store=settings.store.url.split("://")[0],
     )
     web.run_app(

@@ -57,11 +57,17 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+# the error of an attempt whose receiver the destination policy refused (resolver.py): the
+# policy would refuse it again, so delivery stops
+DESTINATION_REFUSED = "callback failed: destination refused"
+
+
 def delivery_stops(attempt: Attempt, policy: CallbackRetry) -> bool:
-    """An answer that ends delivery at once (410 Gone, and the statuses in stop_on)."""
-    return attempt.status is not None and (
-        attempt.status == 410 or attempt.status in policy.stop_on
-    )
+    """An answer that ends delivery at once (410 Gone, and the statuses in stop_on), or a
+    receiver the destination policy refused."""
+    if attempt.status is None:
+        return (attempt.error or "").startswith(DESTINATION_REFUSED)
+    return attempt.status == 410 or attempt.status in policy.stop_on
 
 
 def next_delivery_at(

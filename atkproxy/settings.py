@@ -24,7 +24,9 @@ from pydantic import (
 from yarl import URL
 
 from .auth.config import CallbackAuthSettings
+from .destinations import check_entries
 from .jobs import AtkStatus
+from .signing import decode_secret
 from .templates import compile_template
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -93,12 +95,18 @@ Durations = Annotated[list[Duration], BeforeValidator(_yaml_if_text)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # inputs are not echoed in errors: a section may hold a secret
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
 
 class Listen(Section):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
+    # a request's header must be complete this long after its first byte (or the connection)
+    header_timeout: Duration = Field(10.0, gt=0)
+    body_timeout: Duration = Field(30.0, gt=0)  # an async request's whole body
+    keepalive_timeout: Duration = Field(75.0, gt=0)  # idle between requests (> a balancer's)
+    max_connections: int = Field(1000, ge=1)  # beyond it, new connections get a 503
 
 
 class RetrySchedule(Section):
@@ -243,6 +251,7 @@ class Route(Section):
 
 class AsyncSection(Section):
     max_body: Size = 1024 * 1024
+    max_headers: Size = 64 * 1024  # all header lines of an async request; beyond it, 431
     max_result: Size = 10 * 1024 * 1024  # a job's upstream answer is recorded up to this size
     max_inflight: int = Field(16, ge=1)  # background upstream calls at once
     max_queue: int = Field(1000, ge=1)  # accepted jobs waiting; beyond it, 503 + Retry-After
@@ -251,12 +260,61 @@ class AsyncSection(Section):
     routes: Annotated[list[Route], BeforeValidator(_yaml_if_text)] = []
 
 
+class CallbackDestinations(Section):
+    """Where callbacks may go (see destinations.py): host names (`*.` wildcards) and CIDRs."""
+
+    allow: Annotated[list[str], BeforeValidator(_yaml_if_text)] = []
+    deny: Annotated[list[str], BeforeValidator(_yaml_if_text)] = []
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _entries(cls, value: list[str]) -> list[str]:
+        return check_entries(value)
+
+
+def _secret_list(value: Any) -> Any:
+    """Secrets given as text (env, -D, a `_file`): whitespace or commas between them."""
+    if isinstance(value, str) and not value.lstrip().startswith("["):
+        return [part for part in re.split(r"[\s,]+", value) if part]
+    return _yaml_if_text(value)
+
+
+class CallbackSigning(Section):
+    """Standard Webhooks signatures (signing.py); several secrets during a rotation."""
+
+    secrets: Annotated[list[SecretStr], BeforeValidator(_secret_list)] = []
+
+    @field_validator("secrets")
+    @classmethod
+    def _whsec(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            decode_secret(secret.get_secret_value())
+        return value
+
+    @property
+    def keys(self) -> list[bytes]:
+        return [decode_secret(secret.get_secret_value()) for secret in self.secrets]
+
+
 class CallbackSettings(Section):
     timeout: Duration = 10.0
     max_inflight: int = Field(32, ge=1)  # deliveries at once, apart from the upstream calls
     retry: CallbackRetry = CallbackRetry()
     no_callback_statuses: Annotated[list[int], BeforeValidator(_yaml_if_text)] = [401, 403]
     auth: CallbackAuthSettings = CallbackAuthSettings()
+    destinations: CallbackDestinations = CallbackDestinations()
+    signing: CallbackSigning = CallbackSigning()
+
+    @model_validator(mode="after")
+    def _credentials_to_trusted_receivers(self) -> CallbackSettings:
+        trusted = bool(self.destinations.allow) or self.auth.any_destination
+        if self.auth.type != "none" and not trusted:
+            raise ValueError(
+                f"callback.auth.type is '{self.auth.type}': its credentials go only to "
+                "receivers listed in callback.destinations.allow; set it, or set "
+                "callback.auth.any_destination: true to send them to any permitted URL"
+            )
+        return self
 
 
 class StatusRule(Section):

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from jsonpointer import JsonPointerException, resolve_pointer
 
+from . import jsonstrict
 from .jobs import AtkStatus, UpstreamResult
 from .settings import StatusRule
 
@@ -70,8 +71,9 @@ def default_status(result: UpstreamResult) -> AtkStatus:
 
 
 def _json(result: UpstreamResult) -> Any:
+    """The answer's document, or None: a deep or non-strict one is no document to read."""
     try:
-        return json.loads(result.body)
+        return jsonstrict.loads(result.body)
     except ValueError:
         return None
 

@@ -190,7 +190,7 @@ class Steps:
 
     def _dead_reason(self, job: Job, attempt: Attempt) -> str:
         if delivery_stops(attempt, self._settings.callback.retry):
-            return f"the receiver answered {attempt.status}: delivery stopped"
+            return f"{_failure(attempt)}: delivery stopped"
         return f"callback retries exhausted after {len(job.delivery_attempts)} attempts: " + (
             _failure(attempt)
         )

@@ -37,6 +37,7 @@ AUTOMATIKO_NAMES: dict[str, str] = {
     "on_behalf_name": "auth-on-behalf-name",
     "query_name": "auth-query-name",
     "query_value": "auth-query-value",
+    "any_destination": "auth-any-destination",
 }
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110)
@@ -74,6 +75,8 @@ class CallbackAuthSettings(BaseModel):
     # query: one parameter appended to the callback URL
     query_name: str | None = None
     query_value: SecretStr | None = None
+    # the credentials go to any permitted callback URL, not only to callback.destinations.allow
+    any_destination: bool = False
 
     @field_validator("type", mode="before")
     @classmethod

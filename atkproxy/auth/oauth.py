@@ -32,6 +32,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_token_request
 from pydantic import SecretStr
 from yarl import URL
 
+from ..redact import mask_url
 from .base import CallbackAuthError, CallbackRequest, StaticAuth
 from .config import CallbackAuthSettings
 
@@ -163,7 +164,7 @@ class OAuthAuth(StaticAuth):
             await self._session.close()
 
     def __repr__(self) -> str:
-        return f"OAuthAuth(token_url={self._settings.token_url!r})"
+        return f"OAuthAuth(token_url={mask_url(self._settings.token_url or '')!r})"
 
     # -- the cached token ---------------------------------------------------------------
 
@@ -229,7 +230,8 @@ class OAuthAuth(StaticAuth):
             reason = type(exc).__name__
         where = URL(url).with_user(None).with_query(None)
         log.warning("callback auth token endpoint unreachable", url=str(where), reason=reason)
-        raise CallbackAuthError(f"token endpoint {where} unreachable: {reason}")
+        # the text is recorded on the attempt: errors name no URL (the log line above does)
+        raise CallbackAuthError(f"token endpoint unreachable: {reason}")
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:

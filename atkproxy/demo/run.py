@@ -58,6 +58,8 @@ async def run_demo() -> int:
         config = preset()
         config["upstream"]["url"] = backend_url
         config["store"]["url"] = f"sqlite:///{Path(tmp) / 'jobs.db'}"
+        # the receiver is on loopback, which callbacks may not reach unless allowed
+        config.setdefault("callback", {})["destinations"] = {"allow": ["127.0.0.1/32"]}
         proxy, proxy_url = await serve(create_app(Settings.model_validate(config)))
         try:
             await exchange(proxy_url, f"{callbacks_url}/callbacks", receiver)

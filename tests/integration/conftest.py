@@ -49,7 +49,8 @@ def proxy_settings(
     defaults = {
         "upstream": {"url": upstream},
         "store": {"url": "memory://", "poll": "50ms"},
-        "callback": {"timeout": "5s"},
+        # the receivers live on 127.0.0.1, which callbacks may not reach by default
+        "callback": {"timeout": "5s", "destinations": {"allow": ["127.0.0.1/32"]}},
         "async": {"drain_timeout": "1s"},
     }
     return Settings.model_validate(merged(merged(base, defaults), config or {}))

@@ -111,6 +111,8 @@ async def test_serve_logs_json_and_stops_on_sigterm(
         f"upstream.url={upstream}",
         "-D",
         f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
+        "-D",
+        "callback.destinations.allow=[127.0.0.1/32]",
     )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
@@ -147,6 +149,8 @@ async def test_a_stop_loses_no_accepted_job(
         "async.max_inflight=1",
         "-D",
         "async.drain_timeout=300ms",
+        "-D",
+        "callback.destinations.allow=[127.0.0.1/32]",
         "-D",
         f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
     ]
@@ -200,11 +204,21 @@ async def test_config_errors_and_what_check_config_hides() -> None:
         "callback.auth.client_id=c",
         "-D",
         "callback.auth.client_secret=s3cr3t-value",
+        "-D",
+        "callback.destinations.allow=[cb.example]",
         env={"ATKPROXY_PORT": "tcp://10.96.0.7:8080", "ATKPROXY_SERVICE_HOST": "10.96.0.7"},
     )
     assert code == 0  # Kubernetes service-link variables are not configuration
     assert "t0k3npw" not in out and "s3cr3t-value" not in out
     assert "http://cb:**********@127.0.0.1:1/token" in out
+
+
+async def test_callback_credentials_without_an_allow_list_refuse_to_start() -> None:
+    auth = ["-D", "callback.auth.type=custom", "-D", "callback.auth.custom_name=X-Key"]
+    auth += ["-D", "callback.auth.custom_value=s3cr3t-value", "-D", "listen.port=0"]
+    code, _, err = await run(*auth)
+    assert code == 2
+    assert "callback.destinations.allow" in err and "s3cr3t-value" not in err
 
 
 async def test_unopenable_store_names_the_key() -> None:

@@ -31,7 +31,8 @@ def settings(**config: Any) -> CallbackAuthSettings:
 
 
 def job(headers: list[tuple[str, str]] | None = None, job_id: str = "j-1") -> Job:
-    return Job(id=job_id, instance_id="i-1", callback_url="http://cb/x",
+    return Job(id=job_id, instance_id="i-1", method="POST", path_qs="/w",
+               callback_url="http://cb/x",
                request=UpstreamRequest("POST", "/w", headers or [], b""))  # fmt: skip
 
 

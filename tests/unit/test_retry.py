@@ -108,6 +108,16 @@ def test_gone_and_stop_on_statuses_stop_delivery(
     assert delivery_stops(failed(status=status), policy) is stops
 
 
+@pytest.mark.parametrize(
+    ("error", "stops"),
+    [("callback failed: destination refused: loopback address", True),
+     ("callback failed: ClientConnectorError", False)],
+)  # fmt: skip
+def test_a_refused_destination_stops_delivery(error: str, stops: bool) -> None:
+    attempt = Attempt(NOW, None, error, 0.0)
+    assert delivery_stops(attempt, CallbackRetry()) is stops
+
+
 def test_jitter_only_lengthens_a_delay_by_at_most_a_tenth() -> None:
     delays = [jitter(10.0) for _ in range(1000)]
     assert all(10.0 <= d <= 11.0 for d in delays)

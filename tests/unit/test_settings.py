@@ -16,7 +16,7 @@ from atkproxy.settings import (
     Route,
     Settings,
     StatusRule,
-    Upstream,
+    UpstreamSettings,
     parse_duration,
     parse_size,
 )
@@ -363,7 +363,7 @@ def test_id_source_valid(spec: dict[str, Any], fields: tuple[str, str | None, st
     ],
 )
 def test_upstream_url_valid(url: str, expected: str) -> None:
-    assert Upstream.model_validate({"url": url}).url == expected
+    assert UpstreamSettings.model_validate({"url": url}).url == expected
 
 
 @pytest.mark.parametrize(
@@ -377,7 +377,8 @@ def test_upstream_url_valid(url: str, expected: str) -> None:
     ],
 )
 def test_upstream_url_invalid(url: str) -> None:
-    assert f"must be an absolute http(s) URL, got {url!r}" in error_text(Upstream, {"url": url})
+    expected = f"must be an absolute http(s) URL, got {url!r}"
+    assert expected in error_text(UpstreamSettings, {"url": url})
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,7 @@ ALIASES = [
     ("auth-on-behalf-name", "on_behalf_name"),
     ("auth-query-name", "query_name"),
     ("auth-query-value", "query_value"),
+    ("auth-any-destination", "any_destination"),
 ]
 
 
@@ -177,12 +178,14 @@ def test_origin_names_the_alias_it_came_as(tmp_path: Path) -> None:
 
 def test_a_whole_mode_from_automatiko_names(tmp_path: Path) -> None:
     env = {AUTO_ENV + "AUTH_TYPE": "OAUTH", AUTO_ENV + "AUTH_CLIENT_ID": "app",
-           AUTO_ENV + "AUTH_CLIENT_SECRET": "s3", AUTO_ENV + "AUTH_SCOPE": "a b"}  # fmt: skip
+           AUTO_ENV + "AUTH_CLIENT_SECRET": "s3", AUTO_ENV + "AUTH_SCOPE": "a b",
+           AUTO_ENV + "AUTH_ANY_DESTINATION": "true"}  # fmt: skip
     settings, _ = load(None, env, [AUTO + "auth-refresh-url=https://idp/token"])
     auth = settings.callback.auth
     assert (auth.type, auth.client_id, auth.token_url, auth.scope) == (
         "oauth", "app", "https://idp/token", "a b")  # fmt: skip
     assert auth.client_secret is not None and auth.client_secret.get_secret_value() == "s3"
+    assert auth.any_destination is True
 
 
 def test_missing_key_is_a_startup_error_naming_it() -> None:
@@ -263,6 +266,7 @@ def test_properties_file_takes_only_the_automatiko_auth_names(tmp_path: Path) ->
         "quarkus.datasource.password=db-secret",
         "quarkus.automatiko.async.callback.auth-type=custom",
         "quarkus.automatiko.async.callback.auth-custom-name=X-Key",
+        "quarkus.automatiko.async.callback.auth-any-destination=true",
         "%prod.quarkus.automatiko.async.callback.auth-custom-value=${KEY_VALUE}",
         "%dev.quarkus.automatiko.async.callback.auth-custom-value=dev-value",
     ]))  # fmt: skip
@@ -271,7 +275,8 @@ def test_properties_file_takes_only_the_automatiko_auth_names(tmp_path: Path) ->
     assert (auth.type, auth.custom_name) == ("custom", "X-Key")
     assert auth.custom_value is not None and auth.custom_value.get_secret_value() == "k3y"
     assert set(layered.values) == {"callback.auth.type", "callback.auth.custom_name",
-                                   "callback.auth.custom_value"}  # fmt: skip
+                                   "callback.auth.custom_value",
+                                   "callback.auth.any_destination"}  # fmt: skip
     assert layered.origin["callback.auth.type"] == f"properties {props} {AUTO}auth-type"
     settings, _ = load(None, {"QUARKUS_PROFILE": "dev"}, [], props)
     assert settings.callback.auth.custom_value.get_secret_value() == "dev-value"  # type: ignore[union-attr]
@@ -305,7 +310,8 @@ def test_secret_from_a_file(tmp_path: Path, how: str, env: dict[str, str],
     env = {k: v.format(f=secret) for k, v in env.items()}
     defines = [d.format(f=secret) for d in defines]
     settings, layered = load(None, env, [*defines, "callback.auth.type=basic",
-                                         "callback.auth.user=ann"])  # fmt: skip
+                                         "callback.auth.user=ann",
+                                         "callback.destinations.allow=[cb.example]"])  # fmt: skip
     password = settings.callback.auth.password
     assert password is not None and password.get_secret_value() == "pä ss"
     assert layered.origin["callback.auth.password"].endswith(f"(read from {secret})")
@@ -351,8 +357,9 @@ EVERY_SECRET = {
 
 
 def test_explain_redacts_secrets_and_says_where_values_came_from() -> None:
-    settings, layered = load(None, EVERY_SECRET, ["callback.auth.token_url=https://u:pw@idp/t",
-                                                  "store.url=memory://"])  # fmt: skip
+    defines = ["callback.auth.token_url=https://u:pw@idp/t", "store.url=memory://",
+               "callback.destinations.allow=[cb.example]"]  # fmt: skip
+    settings, layered = load(None, EVERY_SECRET, defines)
     shown = {key: (value, origin) for key, value, origin in explain(layered)}
     assert shown["callback.auth.type"] == ("oauth", "env ATKPROXY_CALLBACK__AUTH__TYPE")
     assert shown["callback.auth.refresh_token"] == (REDACTED, f"env {AUTO_ENV}AUTH_REFRESH_TOKEN")
