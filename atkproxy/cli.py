@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 import structlog
@@ -29,6 +30,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="atkproxy", description="Sidecar proxy that adds Automatiko's async mode."
     )
     parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS)
+    parser.add_argument("--version", action="version", version=f"atkproxy {version()}")
     parser.add_argument(
         "--config",
         type=Path,
@@ -46,6 +48,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="override one key, e.g. -D listen.port=9000",
     )
     return parser.parse_args(argv)
+
+
+def version() -> str:
+    """The installed distribution's version: one number, kept in pyproject.toml."""
+    try:
+        return metadata.version("atkproxy")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
