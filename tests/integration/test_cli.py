@@ -211,3 +211,10 @@ async def test_unopenable_store_names_the_key() -> None:
     code, _, err = await run("-D", "store.url=sqlite:////proc/none/jobs.db", "-D", "listen.port=0")
     assert code == 2
     assert "atkproxy: store.url: cannot open sqlite:////proc/none/jobs.db" in err
+
+
+async def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    code, out, _ = await run("--version")
+    assert (code, out) == (0, f"atkproxy {version('atkproxy')}\n")
