@@ -1,4 +1,4 @@
-"""The README's demo command, run the way a newcomer runs it: in a fresh clone, no virtualenv active.
+"""The README's demo command, run as a newcomer runs it: a fresh clone, no virtualenv active.
 
 To stay fast, the clone's `.venv` is made beforehand and sees the packages of the interpreter
 running the tests (a `.pth` file), so `make demo` installs only the project itself into it
