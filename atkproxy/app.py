@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import structlog
@@ -11,8 +12,9 @@ from . import management
 from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
+from .drain import drain_grace, report_left
 from .forward import Upstream
-from .keys import ACCEPTOR, AUTH, SETTINGS, STORE, UPSTREAM
+from .keys import ACCEPTOR, AUTH, DRAINING, SETTINGS, STORE, UPSTREAM
 from .proxy import handle
 from .runner import Runner
 from .settings import Settings
@@ -67,13 +69,16 @@ async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ACCEPTOR] = Acceptor(settings, app[STORE], runner, app[AUTH])
         await runner.start()
         yield
-        await runner.drain(settings.async_.drain_timeout)
+        grace = drain_grace(app, settings.async_.drain_timeout)
+        await runner.drain(grace)
+        await report_left(app[STORE], grace)
 
 
 def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Application:
     """The proxy as an aiohttp application; `store` replaces the one store.url names."""
     app = web.Application(handler_args={"max_field_size": 16 * 1024})
     app[SETTINGS] = settings
+    app[DRAINING] = asyncio.Event()
     contexts: list[Context] = [upstream_ctx, auth_ctx, runner_ctx]
     if store is None:
         contexts.insert(0, store_ctx)

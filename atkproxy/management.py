@@ -12,7 +12,7 @@ from yarl import URL
 from .errors import json_error
 from .forward import hop_filtered
 from .jobs import Attempt, Job
-from .keys import STORE
+from .keys import DRAINING, STORE
 
 
 def _time(ts: float) -> str:
@@ -86,6 +86,8 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
+    if request.app[DRAINING].is_set():  # SIGTERM came: let endpoints stop sending traffic
+        return json_error(503, "shutting down")
     try:
         await request.app[STORE].get("readiness-probe")
     except Exception as exc:

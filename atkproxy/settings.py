@@ -98,6 +98,9 @@ class Section(BaseModel):
 class Listen(Section):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
+    # After SIGTERM, new connections are still served this long (readiness already says 503)
+    # so that load balancers and endpoints stop sending traffic before the listener closes.
+    shutdown_delay: Duration = 5.0
 
 
 class Upstream(Section):
@@ -251,6 +254,7 @@ class Management(Section):
 class Logging(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    access: bool = True  # one line per request
 
     @field_validator("level", mode="before")
     @classmethod
