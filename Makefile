@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.atkproxy-installed
 NODE_INSTALLED := tests/oauth/node_modules/.package-lock.json
 
-.PHONY: install test lint demo bench e2e
+.PHONY: install test lint demo bench e2e constraints image
 
 install: $(INSTALLED) $(NODE_INSTALLED)
 
@@ -39,6 +39,15 @@ demo: $(INSTALLED)
 # A real pod: image built with podman from a debootstrapped base, played with podman kube play.
 e2e: $(INSTALLED)
 	PYTHON=$(PYTHON) bash deploy/e2e.sh
+
+# The image's pins: the runtime dependencies as a fresh install resolves them today.
+constraints:
+	rm -rf build/lock && python3 -m venv build/lock
+	build/lock/bin/pip install --quiet --disable-pip-version-check .
+	{ echo "# Pinned runtime dependencies for the container image (pyproject.toml keeps ranges)."; \
+	  echo "# Regenerate with: make constraints"; \
+	  build/lock/bin/pip freeze --exclude atkproxy; } > constraints.txt
+	rm -rf build/lock
 
 bench:
 	bash benchmarks/run.sh
