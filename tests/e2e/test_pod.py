@@ -91,6 +91,6 @@ def test_async_request_callback_with_credentials_and_a_clean_drain(pod: str) -> 
     lines = logs(PROXY)  # every line JSON
     events = [line["event"] for line in lines]
     assert events[0] == "starting" and events[-1] == "stopped"
-    [drained] = [line for line in lines if line["event"] == "drained"]
-    assert drained["left"] == 0
+    [drained] = [line for line in lines if line["event"] == "engine stopped"]
+    assert drained["jobs_left_in_store"] == 0
     assert CALLBACK_USER not in str(lines)

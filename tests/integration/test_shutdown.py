@@ -57,6 +57,6 @@ async def test_sigterm_turns_readiness_503_and_stops_within_delay_plus_drain(
     assert process.returncode == 0
     assert DELAY <= took < DELAY + DRAIN + 1, out.decode()
     lines = json_lines(out.decode())
-    [drained] = [line for line in lines if line["event"] == "drained"]
-    assert (drained["left"], drained["by_state"]) == (1, {"running": 1})
+    [drained] = [line for line in lines if line["event"] == "engine stopped"]
+    assert drained["jobs_left_in_store"] == 1  # the running job, for the next start
     assert lines[-1]["event"] == "stopped"
