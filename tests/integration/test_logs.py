@@ -53,7 +53,10 @@ async def test_everything_on_stdout_is_one_json_object_per_line(
         async with session.get(f"{base}/plain", headers=oversized) as r:
             answers["oversized"] = (r.status, r.headers["Server"])
 
-    out, err = await serve_and_stop(tmp_path, upstream, requests=requests)
+    custom = ("callback.auth.type=custom", "callback.auth.custom_name=X-Key",
+              f"callback.auth.custom_value={SECRET}")  # fmt: skip
+    defines = [arg for define in custom for arg in ("-D", define)]
+    out, err = await serve_and_stop(tmp_path, upstream, *defines, requests=requests)
     assert err == ""
     lines = json_lines(out)  # fails on any line that is not JSON
     assert SECRET not in out
@@ -61,6 +64,7 @@ async def test_everything_on_stdout_is_one_json_object_per_line(
     assert (events[0], events[-1]) == ("starting", "stopped")
     assert lines[0]["version"] == version("atkproxy")
     assert lines[0]["settings"]["listen"]["shutdown_delay"] == 0
+    assert lines[0]["settings"]["callback"]["auth"]["custom_value"] == "**********"
     assert answers["oversized"] == (400, "atkproxy")
     assert answers["server"] == "atkproxy"  # no versions
     [bad] = [line for line in lines if line["event"] == "bad request"]
