@@ -61,6 +61,7 @@ class InFlight:
 
 async def serve(settings: Settings) -> None:
     """Serve until a stop signal, then shut down as the module docstring says."""
+    stopped = stop_signal()  # first: a SIGTERM during the start is a stop, not a kill
     app = create_app(settings)
     in_flight = InFlight()
     app.middlewares.append(in_flight.middleware)
@@ -73,7 +74,7 @@ async def serve(settings: Settings) -> None:
         await runner.setup()
         await web.TCPSite(runner, settings.listen.host, settings.listen.port).start()
         log.info("listening", addresses=[f"{a[0]}:{a[1]}" for a in runner.addresses])
-        received = await stop_signal()
+        received = await stopped
         await begin_shutdown(app, settings, received)
         for site in list(runner.sites):
             await site.stop()
@@ -92,8 +93,9 @@ async def begin_shutdown(app: web.Application, settings: Settings, received: str
     await asyncio.sleep(delay)  # a fixed pause by design: endpoints need time to update
 
 
-async def stop_signal() -> str:
-    """The name of the first SIGTERM or SIGINT; later ones are ignored (the stop is bounded)."""
+def stop_signal() -> asyncio.Future[str]:
+    """Set to the name of the first SIGTERM or SIGINT; later ones are ignored (the stop is
+    bounded anyway)."""
     loop = asyncio.get_running_loop()
     got: asyncio.Future[str] = loop.create_future()
 
@@ -103,4 +105,4 @@ async def stop_signal() -> str:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, received, sig)
-    return await got
+    return got
