@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from .client import call, ready
 from .conftest import logs, podman, poll
-from .http import call, ready
 
 USER = "65532:65532"
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from .client import call, ready
 from .conftest import ROOT, logs, podman, poll
-from .http import call, ready
 
 POD = "atkproxy-pod-0"  # podman names a Deployment's pod <name>-pod-<replica>
 PROXY, RECEIVER = f"{POD}-atkproxy", f"{POD}-receiver"
