@@ -15,6 +15,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,3 +50,23 @@ def test_the_readme_demo_command_works_in_a_fresh_clone(tmp_path: Path) -> None:
     assert "--- callback POST /callbacks" in done.stdout
     assert "X-ATK-Status: Completed" in done.stdout
     assert (clone / ".venv" / ".atkproxy-installed").is_file()
+
+
+@pytest.mark.parametrize(
+    ("active", "python"),
+    [(None, ".venv/bin/python"), ("/nonexistent/venv", "/nonexistent/venv/bin/python")],
+    ids=["no-virtualenv", "active-virtualenv"],
+)
+def test_make_uses_the_active_virtualenv_else_a_project_venv(
+    active: str | None, python: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    if active is not None:
+        env["VIRTUAL_ENV"] = active
+    planned = subprocess.run(
+        ["make", "--dry-run", "demo"], cwd=ROOT, env=env, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert f"{python} -m atkproxy demo" in planned
+    if active is not None:  # it does not exist: make would create it, then install into it
+        assert f"python3 -m venv {active}" in planned
+        assert any(line.startswith(f"{python} -m pip install") for line in planned)
