@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import structlog
@@ -12,9 +13,10 @@ from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
 from .connections import LISTEN, GuardedApplication, handler_args, origin_form_only
+from .drain import drain_grace
 from .engine import Engine
 from .forward import Upstream
-from .keys import ACCEPTOR, AUTH, ENGINE, SETTINGS, STORE, UPSTREAM
+from .keys import ACCEPTOR, AUTH, DRAINING, ENGINE, SETTINGS, STORE, UPSTREAM
 from .proxy import handle
 from .resolver import policy_for, protect_named_endpoints
 from .settings import Settings
@@ -88,7 +90,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ACCEPTOR] = Acceptor(settings, app[STORE], engine, app[AUTH], destinations)
         await engine.start()
         yield
-        await engine.drain(settings.async_.drain_timeout)
+        await engine.drain(drain_grace(app, settings.async_.drain_timeout))
 
 
 def is_shared(settings: Settings) -> bool:
@@ -103,6 +105,7 @@ def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Appl
     )
     app[SETTINGS] = settings
     app[LISTEN] = settings.listen
+    app[DRAINING] = asyncio.Event()
     contexts: list[Context] = [upstream_ctx, auth_ctx, engine_ctx]
     if store is None:
         contexts.insert(0, store_ctx)

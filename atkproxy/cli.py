@@ -6,18 +6,19 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 import structlog
 import yaml
-from aiohttp import web
 
-from .app import create_app
+from . import lifecycle
 from .auth import describe
 from .observability import configure_logging
-from .redact import mask_url, mask_urls
-from .settings import Settings
+from .redact import mask_urls
+from .settings import Logging, Settings
 from .sources import ConfigError, Layered, explain, load
 from .store import StoreUnavailable
 
@@ -29,6 +30,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="atkproxy", description="Sidecar proxy that adds Automatiko's async mode."
     )
     parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS)
+    parser.add_argument("--version", action="version", version=f"atkproxy {version()}")
     parser.add_argument(
         "--config",
         type=Path,
@@ -48,6 +50,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def version() -> str:
+    """The installed distribution's version: one number, kept in pyproject.toml."""
+    try:
+        return metadata.version("atkproxy")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "demo":
@@ -57,17 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings, layered = load(args.config, os.environ, args.defines, args.properties)
     except ConfigError as exc:
+        if args.command == "serve":
+            return fatal(Logging(), str(exc))
         print(f"atkproxy: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
         print(effective_config(settings, layered), end="")
         return 0
-    try:
-        serve(settings)
-    except StoreUnavailable as exc:
-        print(f"atkproxy: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return serve(settings)
+
+
+def fatal(settings: Logging, error: str) -> int:
+    """A start that cannot go on: one log line (JSON in a container), exit status 2."""
+    configure_logging(settings)
+    structlog.get_logger("atkproxy").critical("cannot start", error=error)
+    return 2
 
 
 def effective_config(settings: Settings, layered: Layered) -> str:
@@ -79,24 +93,23 @@ def effective_config(settings: Settings, layered: Layered) -> str:
     return text + auth + "# values set (the rest are defaults):\n" + (origins or "#   (none)\n")
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
     configure_logging(settings.logging)
     log = structlog.get_logger("atkproxy")
-    log.info(
-        "starting",
-        listen=f"{settings.listen.host}:{settings.listen.port}",
-        upstream=mask_url(settings.upstream.url),
-        store=settings.store.url.split("://")[0],
-    )
-    web.run_app(
-        create_app(settings),
-        host=settings.listen.host,
-        port=settings.listen.port,
-        loop=new_loop(),
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.async_.drain_timeout,
-    )
+    shown = mask_urls(settings.model_dump(mode="json", by_alias=True))  # secrets: "**********"
+    log.info("starting", version=version(), settings=shown)
+    started = time.monotonic()
+    try:
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(lifecycle.serve(settings))
+    except (StoreUnavailable, OSError) as exc:  # a store that cannot open, a port in use
+        log.critical("cannot start", error=str(exc))
+        return 2
+    except Exception:
+        log.exception("crashed")
+        return 1
+    log.info("stopped", seconds=round(time.monotonic() - started, 3))
+    return 0
 
 
 def new_loop() -> asyncio.AbstractEventLoop:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from .accept import Acceptor
@@ -17,3 +19,7 @@ UPSTREAM = web.AppKey("upstream", Upstream)
 AUTH = web.AppKey("auth", CallbackAuth)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)
 ENGINE = web.AppKey("engine", Engine)
+# Set at SIGTERM: readiness answers 503 from then on, so endpoints stop sending traffic.
+DRAINING = web.AppKey("draining", asyncio.Event)
+# The loop time by which the shutdown must be done; jobs get what is left of it.
+SHUTDOWN_DEADLINE = web.AppKey("shutdown_deadline", float)

@@ -28,7 +28,7 @@ from yarl import URL
 from .errors import json_error
 from .forward import hop_filtered
 from .jobs import REDELIVERABLE, Attempt, Job, JobState
-from .keys import ENGINE, SETTINGS, STORE
+from .keys import DRAINING, ENGINE, SETTINGS, STORE
 
 MAX_LIMIT = 1000
 READY_CHECK_INTERVAL = 1.0  # a real write at most this often, however often the probe asks
@@ -225,7 +225,7 @@ class Readiness:
         self._error: str | None = None
 
     async def answer(self, request: web.Request) -> web.Response:
-        if self.draining:
+        if self.draining or request.app[DRAINING].is_set():  # SIGTERM: endpoints move on
             return json_error(503, "draining: the proxy is shutting down")
         now = time.monotonic()
         if now - self._checked_at >= READY_CHECK_INTERVAL:

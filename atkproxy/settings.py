@@ -107,6 +107,9 @@ class Listen(Section):
     body_timeout: Duration = Field(30.0, gt=0)  # an async request's whole body
     keepalive_timeout: Duration = Field(75.0, gt=0)  # idle between requests (> a balancer's)
     max_connections: int = Field(1000, ge=1)  # beyond it, new connections get a 503
+    # After SIGTERM, new connections are still served this long (readiness already says 503)
+    # so that load balancers and endpoints stop sending traffic before the listener closes.
+    shutdown_delay: Duration = 5.0
 
 
 class RetrySchedule(Section):
@@ -360,6 +363,7 @@ class Management(Section):
 class Logging(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    access: bool = True  # one line per request
 
     @field_validator("level", mode="before")
     @classmethod

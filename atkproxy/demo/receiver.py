@@ -37,6 +37,8 @@ class CallbackReceiver:
         self.respond_with: list[int] = list(respond_with or [])
         self._arrivals: asyncio.Queue[Received] = asyncio.Queue()
         self.app = web.Application()
+        # what came so far, for a test outside the process (the e2e pod); callbacks are POSTs
+        self.app.router.add_get("/_received", self._list)
         self.app.router.add_route("*", "/{tail:.*}", self._receive)
 
     # A default bound, so a callback that never comes fails the test instead of hanging it.
@@ -44,6 +46,9 @@ class CallbackReceiver:
         """The next request not yet taken; raises TimeoutError when none arrives in time."""
         async with asyncio.timeout(timeout):
             return await self._arrivals.get()
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response([as_json(r) for r in self.received])
 
     async def _receive(self, request: web.Request) -> web.Response:
         received = Received(
@@ -57,3 +62,13 @@ class CallbackReceiver:
         self._arrivals.put_nowait(received)
         status = self.respond_with.pop(0) if self.respond_with else 200
         return web.Response(status=status)
+
+
+def as_json(received: Received) -> dict[str, Any]:
+    return {
+        "method": received.method,
+        "path": received.path,
+        "query": received.query,
+        "headers": dict(received.headers),
+        "body": received.body.decode("utf-8", "replace"),
+    }

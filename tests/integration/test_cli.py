@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import socket
-import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -16,29 +11,8 @@ import pytest
 import yaml
 
 from .conftest import Receiver, ServerFactory, start_app
+from .processes import atkproxy, free_port, json_lines, run, wait_healthy
 from .support import ASYNC, Echo
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-async def atkproxy(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "atkproxy",
-        *args,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    process = await atkproxy(*args, env=env)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_check_config_layers_file_env_and_defines() -> None:
@@ -78,26 +52,6 @@ async def test_demo_shows_the_exchange() -> None:
     assert '"state": "delivered"' in out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str, deadline: float = 20) -> None:
-    end = time.monotonic() + deadline
-    while True:
-        try:
-            async with session.get(url) as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        assert time.monotonic() < end, "the proxy did not become healthy"
-        await asyncio.sleep(0.05)
-
-
 async def test_serve_logs_json_and_stops_on_sigterm(
     tmp_path: Path, aiohttp_server: ServerFactory, receiver: Receiver
 ) -> None:
@@ -113,6 +67,8 @@ async def test_serve_logs_json_and_stops_on_sigterm(
         f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
         "-D",
         "callback.destinations.allow=[127.0.0.1/32]",
+        "-D",
+        "listen.shutdown_delay=0",
     )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
@@ -123,13 +79,13 @@ async def test_serve_logs_json_and_stops_on_sigterm(
             job_id = r.headers["X-ATK-Job"]
         await receiver.next()
     process.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(process.communicate(), 30)
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
-    lines = [json.loads(line) for line in err.decode().splitlines()]
+    lines = json_lines(out.decode())
     events = {(line["event"], line.get("job")) for line in lines}
     assert {("job accepted", job_id), ("job finished", job_id)} <= events
     assert ("callback delivered", job_id) in events
-    assert "t0ps3cret" not in err.decode()
+    assert "t0ps3cret" not in out.decode()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
@@ -151,6 +107,8 @@ async def test_a_stop_loses_no_accepted_job(
         "async.drain_timeout=300ms",
         "-D",
         "callback.destinations.allow=[127.0.0.1/32]",
+        "-D",
+        "listen.shutdown_delay=0",
         "-D",
         f"store.url=sqlite:///{tmp_path / 'jobs.db'}",
     ]
@@ -222,6 +180,15 @@ async def test_callback_credentials_without_an_allow_list_refuse_to_start() -> N
 
 
 async def test_unopenable_store_names_the_key() -> None:
-    code, _, err = await run("-D", "store.url=sqlite:////proc/none/jobs.db", "-D", "listen.port=0")
+    code, out, _ = await run("-D", "store.url=sqlite:////proc/none/jobs.db", "-D", "listen.port=0")
     assert code == 2
-    assert "atkproxy: store.url: cannot open sqlite:////proc/none/jobs.db" in err
+    [*_, last] = json_lines(out)
+    assert (last["event"], last["level"]) == ("cannot start", "critical")
+    assert last["error"].startswith("store.url: cannot open sqlite:////proc/none/jobs.db")
+
+
+async def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    code, out, _ = await run("--version")
+    assert (code, out) == (0, f"atkproxy {version('atkproxy')}\n")

@@ -1,0 +1,108 @@
+"""The server's life: start, serve until SIGTERM (or SIGINT), stop within a stated bound.
+
+On the signal, readiness answers 503 at once and connections are still served for
+`listen.shutdown_delay`, so that endpoints and load balancers stop sending traffic first. Then
+the listener closes, and in-flight requests and running jobs share what is left of
+`async.drain_timeout`: jobs still running then are cancelled and stay in the store for the next
+start. The whole shutdown takes at most `shutdown_delay + drain_timeout` and the time to close
+the store, which is what `terminationGracePeriodSeconds` must exceed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .app import create_app
+from .drain import drain_grace
+from .keys import DRAINING, SHUTDOWN_DEADLINE
+from .observability import AccessLogger
+from .settings import Settings
+
+log = structlog.get_logger("atkproxy")
+
+
+class InFlight:
+    """Counts the requests being handled, so the shutdown can wait for them with a deadline.
+
+    aiohttp's own wait would take up to twice its timeout (it waits, cancels, then waits
+    again for handlers that do not notice the cancellation), which breaks the stated bound.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.count += 1
+        self.idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self.idle.set()
+
+    async def wait(self, timeout: float) -> int:  # noqa: ASYNC109
+        """The number of requests still being handled after at most `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.idle.wait()
+        return self.count
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until a stop signal, then shut down as the module docstring says."""
+    stopped = stop_signal()  # first: a SIGTERM during the start is a stop, not a kill
+    app = create_app(settings)
+    in_flight = InFlight()
+    app.middlewares.append(in_flight.middleware)
+    access = logging.getLogger("atkproxy.access") if settings.logging.access else None
+    # handlers are waited for below; the few that outlive the deadline are cancelled at once
+    runner = web.AppRunner(
+        app, access_log_class=AccessLogger, access_log=access, shutdown_timeout=0.1
+    )
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.listen.host, settings.listen.port).start()
+        log.info("listening", addresses=[f"{a[0]}:{a[1]}" for a in runner.addresses])
+        received = await stopped
+        await begin_shutdown(app, settings, received)
+        for site in list(runner.sites):
+            await site.stop()
+        left = await in_flight.wait(drain_grace(app, settings.async_.drain_timeout))
+        log.info("listener closed", requests_left=left)
+    finally:
+        await runner.cleanup()
+
+
+async def begin_shutdown(app: web.Application, settings: Settings, received: str) -> None:
+    loop = asyncio.get_running_loop()
+    delay, drain = settings.listen.shutdown_delay, settings.async_.drain_timeout
+    app[DRAINING].set()
+    app[SHUTDOWN_DEADLINE] = loop.time() + delay + drain
+    log.info("shutting down", signal=received, shutdown_delay=delay, drain_timeout=drain)
+    await asyncio.sleep(delay)  # a fixed pause by design: endpoints need time to update
+
+
+def stop_signal() -> asyncio.Future[str]:
+    """Set to the name of the first SIGTERM or SIGINT; later ones are ignored (the stop is
+    bounded anyway)."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[str] = loop.create_future()
+
+    def received(sig: signal.Signals) -> None:
+        if not got.done():
+            got.set_result(sig.name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, received, sig)
+    return got
