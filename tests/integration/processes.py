@@ -59,3 +59,20 @@ async def wait_healthy(session: aiohttp.ClientSession, url: str, deadline: float
 def json_lines(text: str) -> list[dict[str, Any]]:
     """Every line parsed as one JSON object; fails on the first line that is not one."""
     return [json.loads(line) for line in text.splitlines()]
+
+
+async def start_proxy(*defines: str) -> asyncio.subprocess.Process:
+    """`python -m atkproxy -D key=value ...` whose output is not kept (a long run would fill
+    a pipe nobody reads); tests of such runs read the job API instead."""
+    args = [arg for define in defines for arg in ("-D", define)]
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "atkproxy", *args, cwd=ROOT, env=dict(os.environ),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def kill(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL: the process gets no chance to drain or save anything."""
+    if process.returncode is None:
+        process.kill()
+    await process.wait()
