@@ -1,8 +1,10 @@
 """`on-behalf`: the incoming request's `on_behalf_name` header is set on its callback.
 
 The captured value is a credential of the caller. It is kept in memory only, per job, as a
-SecretStr (so no repr or log shows it), and dropped by `forget` when the delivery is over
-(or, for jobs never delivered, once MAX_CAPTURED newer jobs were captured).
+SecretStr (so no repr or log shows it), and dropped by `forget` when the job ends in any way
+(no callback owed, delivered, dead). What is held is bounded by bytes (MAX_CAPTURED_BYTES):
+past it the oldest values are dropped, and their callbacks take the value from the recorded
+request, as after a restart.
 
 After a restart the memory is empty. The value is then taken from the job's recorded upstream
 request (the same header was forwarded to the backend and is replayed from there, under the
@@ -19,15 +21,15 @@ from pydantic import SecretStr
 from .base import CallbackRequest, StaticAuth
 from .config import CallbackAuthSettings
 
-# Jobs that end without a delivery are never forgotten; past this many, the oldest are
-# dropped and fall back to the recorded request, as after a restart.
-MAX_CAPTURED = 100_000
+# Values held at most; a backlog of waiting jobs with callbacks must not grow memory unbounded.
+MAX_CAPTURED_BYTES = 16 * 1024 * 1024
 
 
 class OnBehalfAuth(StaticAuth):
     def __init__(self, name: str) -> None:
         self._name = name
         self._captured: dict[str, SecretStr | None] = {}  # None: the request had no such header
+        self._bytes = 0
 
     @classmethod
     def from_settings(
@@ -37,9 +39,11 @@ class OnBehalfAuth(StaticAuth):
 
     def capture(self, job_id: str, incoming: CIMultiDictProxy[str]) -> None:
         value = incoming.get(self._name)  # the proxy matches header names case-insensitively
+        self.forget(job_id)
         self._captured[job_id] = None if value is None else SecretStr(value)
-        if len(self._captured) > MAX_CAPTURED:
-            del self._captured[next(iter(self._captured))]
+        self._bytes += _size(job_id, self._captured[job_id])
+        while self._bytes > MAX_CAPTURED_BYTES:
+            self.forget(next(iter(self._captured)))
 
     async def apply(self, request: CallbackRequest) -> None:
         value = self._value(request)
@@ -47,7 +51,8 @@ class OnBehalfAuth(StaticAuth):
             request.headers[self._name] = value.get_secret_value()
 
     def forget(self, job_id: str) -> None:
-        self._captured.pop(job_id, None)
+        if job_id in self._captured:
+            self._bytes -= _size(job_id, self._captured.pop(job_id))
 
     def _value(self, request: CallbackRequest) -> SecretStr | None:
         job = request.job
@@ -62,5 +67,14 @@ class OnBehalfAuth(StaticAuth):
     def __len__(self) -> int:
         return len(self._captured)
 
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
+
     def __repr__(self) -> str:
         return f"OnBehalfAuth(name={self._name!r}, captured={len(self._captured)})"
+
+
+def _size(job_id: str, value: SecretStr | None) -> int:
+    """What one captured value costs, roughly: the job id and the value (and their entry)."""
+    return 100 + len(job_id) + (0 if value is None else len(value.get_secret_value()))

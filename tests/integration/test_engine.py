@@ -13,6 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from atkproxy.keys import AUTH
+
 from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
 from .support import ASYNC, Echo, FailingStore, idle, job_view, wait_job
 
@@ -401,3 +403,63 @@ async def test_an_idempotency_key_repeat_gets_the_first_202_and_runs_nothing(
         assert "Idempotency-Key" in (await r.json())["error"]
     async with proxy.post("/other", json={"name": "ann"}, headers=headers) as r:
         assert r.status == 202 and r.headers["X-ATK-Job"] != answers[0][1]  # another path
+
+
+# -- what the engine frees and gives back ----------------------------------------------------
+
+
+async def test_on_behalf_values_are_freed_whenever_a_job_ends(
+    upstream: str, receiver: Receiver, make_proxy: ProxyFactory
+) -> None:
+    receiver.respond_with = [200, 410]
+    config = {"callback": {"auth": {"type": "on-behalf"}, "retry": {"schedule": ["0s"]}}}
+    proxy = await make_proxy(upstream, config, automatiko=False)
+    auth = proxy.app[AUTH]  # type: ignore[index]
+    creds = {"Authorization": "Bearer caller"}
+    ended = [
+        await submit(proxy, "/x", receiver.url, headers=creds),  # delivered
+        await submit(proxy, "/y", receiver.url, headers=creds),  # dead (410)
+        await submit(proxy, "/status/401", receiver.url, headers=creds),  # no callback owed
+    ]
+    states = [(await wait_job(proxy, loc))["state"] for loc in ended]
+
+    assert sorted(states) == ["dead", "delivered", "finished"]
+    assert (len(auth), auth.held_bytes) == (0, 0)
+
+
+async def test_a_failed_accept_gives_its_queue_place_back(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
+) -> None:
+    store = FailingStore()
+    config = {"async": {"max_inflight": 1, "max_queue": 1}}
+    proxy = await make_proxy(upstream, config, automatiko=False, store=store)
+    store.failing = True
+    for _ in range(3):  # each refused by the store: none may keep a place
+        async with proxy.put("/hold/x", json={}, headers=ASYNC) as r:
+            assert r.status == 503
+    store.failing = False
+    await submit(proxy, "/hold/1")  # takes the upstream slot
+    await echo.arrived.get()
+    await submit(proxy, "/hold/2")  # the one place in the queue
+    async with proxy.put("/hold/3", json={}, headers=ASYNC) as r:
+        assert r.status == 503  # now the queue is full
+    echo.release.set()
+    await idle(proxy)
+
+
+async def test_an_injected_id_gets_a_body_of_the_right_length(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
+) -> None:
+    route = {"path": "/orders", "start": True,
+             "id": [{"from": "assign", "inject": "body", "name": "/orderId"}]}  # fmt: skip
+    proxy = await make_proxy(upstream, {"async": {"routes": [route]}}, automatiko=False)
+    body = b'{"item": "tea"}'
+    headers = {**ASYNC, "Content-Type": "application/json"}
+    async with proxy.post("/orders", data=body, headers=headers) as r:
+        order_id = (await r.json())["orderId"]
+    seen = await echo.arrived.get()
+
+    sent = seen["body"].encode("latin-1")
+    lengths = [v for k, v in seen["headers"] if k.lower() == "content-length"]
+    assert lengths == [str(len(sent))] and len(sent) > len(body)
+    assert order_id in seen["body"]

@@ -244,12 +244,18 @@ async def test_static_token_is_sent_and_cannot_be_renewed() -> None:
     await auth.close()
 
 
-async def test_on_behalf_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("atkproxy.auth.onbehalf.MAX_CAPTURED", 2)
+async def test_on_behalf_memory_is_bounded_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("atkproxy.auth.onbehalf.MAX_CAPTURED_BYTES", 300)  # about two values
     auth = OnBehalfAuth("Authorization")
     for n in range(3):
         auth.capture(f"j-{n}", incoming(("Authorization", f"Bearer live-{n}")))
-    assert len(auth) == 2
+    assert len(auth) == 2 and 0 < auth.held_bytes <= 300
+    auth.capture("big", incoming(("Authorization", "x" * 180)))  # pushes out both others
+    assert len(auth) == 1
+    auth.forget("big")
+    assert (len(auth), auth.held_bytes) == (0, 0)
+    for n in range(3):
+        auth.capture(f"j-{n}", incoming(("Authorization", f"Bearer live-{n}")))
     oldest = request(headers=[("Authorization", "Bearer recorded")], job_id="j-0")
     await auth.apply(oldest)  # dropped: the recorded request is used, as after a restart
     assert oldest.headers["Authorization"] == "Bearer recorded"
