@@ -70,7 +70,12 @@ class JobStore(Protocol):
         cursor a previous page returned. Returns the page and the next cursor (None: last)."""
 
     async def redeliver(
-        self, now: float, *, job_id: str | None = None, state: JobState | None = None, limit: int = 1
+        self,
+        now: float,
+        *,
+        job_id: str | None = None,
+        state: JobState | None = None,
+        limit: int = 1,
     ) -> int:
         """Put unleased `dead`/`delivered` jobs back to `delivering`, due `now`, with a fresh
         retry schedule (delivery_base = attempts so far, reason cleared): the one job

@@ -115,7 +115,12 @@ class MemoryStore:
         return shown, cursor_of(shown[-1]) if more and shown else None
 
     async def redeliver(
-        self, now: float, *, job_id: str | None = None, state: JobState | None = None, limit: int = 1
+        self,
+        now: float,
+        *,
+        job_id: str | None = None,
+        state: JobState | None = None,
+        limit: int = 1,
     ) -> int:
         if job_id is not None:
             candidates = [self._jobs[job_id]] if job_id in self._jobs else []

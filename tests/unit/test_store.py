@@ -32,6 +32,7 @@ def _sqlite_url(request: pytest.FixtureRequest) -> str:
 
 STORE_URLS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "memory": lambda request: "memory://",
+    "sqlite": _sqlite_url,
 }
 
 
