@@ -85,6 +85,7 @@ class SQLiteStore:
         self._thread = thread
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
     async def open(cls, url: str) -> SQLiteStore:
@@ -221,6 +222,9 @@ class SQLiteStore:
         return counts
 
     async def close(self) -> None:
+        if self._closed:  # a second close (the app's and a test's) is harmless
+            return
+        self._closed = True
         if self._committer is not None:
             await self._committer
         await self._run(self._conn.close)
