@@ -221,6 +221,10 @@ class SQLiteStore:
             counts[JobState(state)] = count
         return counts
 
+    async def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Have `callback` see every SQL statement the store runs (tests, debugging)."""
+        await self._run(self._conn.set_trace_callback, callback)
+
     async def close(self) -> None:
         if self._closed:  # a second close (the app's and a test's) is harmless
             return
