@@ -46,7 +46,7 @@ Op = Callable[[sqlite3.Connection], Any]
 
 _URL_PREFIX = "sqlite:///"
 PURGE_BATCH = 256  # jobs deleted per transaction
-VACUUM_STEP = 1024  # pages given back per transaction
+VACUUM_STEP = 256  # pages given back per transaction (1 MiB of 4 KiB pages)
 
 _FREE = "(lease_owner IS NULL OR lease_until < :now)"
 _UPDATE = (
@@ -215,7 +215,7 @@ class SQLiteStore:
         return jobs, cursor_of(jobs[-1]) if more and jobs else None
 
     async def counts(self) -> dict[JobState, int]:
-        sql = "SELECT state, count(*) FROM jobs GROUP BY state"
+        sql = "SELECT state, n FROM state_counts"
         counts = dict.fromkeys(JobState, 0)
         for state, count in await self._read(lambda conn: conn.execute(sql).fetchall()):
             counts[JobState(state)] = count
@@ -359,6 +359,15 @@ def _vacuum_step(conn: sqlite3.Connection) -> bool:
     [before] = conn.execute("PRAGMA freelist_count").fetchone()
     if before == 0:
         return False
-    conn.execute(f"PRAGMA incremental_vacuum({VACUUM_STEP})").fetchall()
+    # Python's sqlite3 steps a statement that returns no columns once, and one step of
+    # incremental_vacuum frees one page: so one statement per page, in one transaction
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for _ in range(min(before, VACUUM_STEP)):
+            conn.execute("PRAGMA incremental_vacuum")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
     [after] = conn.execute("PRAGMA freelist_count").fetchone()
     return bool(0 < after < before)  # no progress: the file has no incremental vacuum

@@ -190,6 +190,23 @@ async def test_purge_then_compact_shrinks_the_file(store: SQLiteStore, path: Pat
     assert raw(path, "SELECT count(*) FROM results") == [(0,)]
 
 
+async def test_counts_follow_every_write(store: SQLiteStore, path: Path) -> None:
+    for n in range(6):
+        await store.add(make_job(f"job-{n}"))
+    await store.add(make_job("old", JobState.DEAD, updated_at=1.0, due_at=None))
+    claimed = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 3)
+    for job in claimed[:2]:
+        await store.update(finished(job), "me")
+    await store.update(claimed[2].to(JobState.RUNNING), "me")
+    await store.update(replace(finished(claimed[0]), state=JobState.DEAD).released(None), "me")
+    await store.redeliver(NOW, job_id=claimed[0].id)
+    await store.purge(NOW, 10)
+
+    truth = {row[0]: row[1] for row in raw(path, "SELECT state, count(*) FROM jobs GROUP BY state")}
+    assert truth == {"accepted": 3, "running": 1, "delivering": 2}
+    assert {s: n for s, n in (await store.counts()).items() if n} == truth
+
+
 async def test_ping_writes_a_row(store: SQLiteStore, path: Path) -> None:
     [(before,)] = raw(path, "SELECT value FROM meta WHERE key = 'ping'")
 
