@@ -125,7 +125,26 @@ async def _measure(
     out["counts ms"] = f"{await timed(store.counts()):.3f}"
     out["purge 256 ms"] = f"{await timed(store.purge(now, 256)):.3f}"
     out["compact ms"] = f"{await timed(store.compact()):.3f}"
+    purged, lat = await adds_during_retention(store, body_size)
+    out["purge 20000 + compact: jobs"] = str(purged)
+    out["  add meanwhile p50/max ms"] = f"{statistics.median(lat):.3f} / {max(lat):.3f}"
     return out
+
+
+async def adds_during_retention(store: SQLiteStore, body_size: int) -> tuple[int, list[float]]:
+    """Accepts one at a time while a large purge and a compact run: what each waited."""
+
+    async def retention() -> int:
+        purged = await store.purge(time.time(), 20_000)
+        await store.compact()
+        return purged
+
+    task = asyncio.create_task(retention())
+    lat: list[float] = []
+    while not task.done() or not lat:
+        job = sample_job(new_job_id(), time.time(), body_size, False)
+        lat.append(await timed(store.add(job)))
+    return await task, lat
 
 
 def main() -> None:

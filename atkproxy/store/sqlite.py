@@ -24,6 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from ..jobs import REDELIVERABLE, TERMINAL, Job, JobState, UpstreamResult
 from . import JobMissing, LeaseLost
 from .memory import cursor_of, parse_cursor
@@ -41,11 +43,15 @@ from .sqlite_schema import (
     small_params,
 )
 
+log = structlog.get_logger("atkproxy.store")
+
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
 _URL_PREFIX = "sqlite:///"
-PURGE_BATCH = 256  # jobs deleted per transaction
+PURGE_BATCH = 100  # jobs deleted per transaction: a few milliseconds
+CHECKPOINT_AFTER = 64  # writes committed between two checkpoints off the writer's thread
+BACKGROUND_WEIGHT = 16  # a purge batch writes about as many pages as this many accepts
 VACUUM_STEP = 256  # pages given back per transaction (1 MiB of 4 KiB pages)
 
 _FREE = "(lease_owner IS NULL OR lease_until < :now)"
@@ -79,11 +85,61 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
+class Checkpointer:
+    """Copies the WAL back into the database file on a connection and thread of its own.
+
+    Left to itself, SQLite checkpoints inside the commit that finds the WAL over 1000
+    pages, and the writes queued behind that commit wait tens of milliseconds. A PASSIVE
+    checkpoint from another connection does that work without blocking the writer, so
+    the one inside a commit finds (almost) nothing left to copy. Best effort: a failure
+    is logged, and SQLite's own checkpoint remains the backstop."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atkproxy-sqlite-ckpt")
+        self._conn: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._writes = 0
+
+    def wrote(self, weight: int) -> None:
+        """`weight` more writes were committed; checkpoint when enough have piled up."""
+        self._writes += weight
+        if self._writes >= CHECKPOINT_AFTER and (self._task is None or self._task.done()):
+            self._writes = 0
+            self._task = asyncio.create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._passive)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("store: WAL checkpoint failed", error=str(exc))
+
+    def _passive(self) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, isolation_level=None)
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    async def settled(self) -> None:
+        """Once the checkpoint under way, if any, is over."""
+        if self._task is not None:
+            await self._task
+
+    async def close(self) -> None:
+        await self.settled()
+        if self._conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.close)
+        self._thread.shutdown()
+
+
 class SQLiteStore:
-    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, thread: ThreadPoolExecutor, checkpointer: Checkpointer
+    ) -> None:
         self._conn = conn
         self._thread = thread
+        self._checkpointer = checkpointer
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._background: list[tuple[Op, asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -100,7 +156,7 @@ class SQLiteStore:
         except BaseException:
             thread.shutdown()
             raise
-        return cls(conn, thread)
+        return cls(conn, thread, Checkpointer(path))
 
     # -- writes ------------------------------------------------------------------------
 
@@ -157,7 +213,8 @@ class SQLiteStore:
         removed = 0
         while removed < limit:
             batch = min(PURGE_BATCH, limit - removed)
-            count: int = await self._write(functools.partial(_purge, before=before, limit=batch))
+            op = functools.partial(_purge, before=before, limit=batch)
+            count: int = await self._write(op, background=True)
             removed += count
             if count < batch:
                 break
@@ -221,6 +278,12 @@ class SQLiteStore:
             counts[JobState(state)] = count
         return counts
 
+    async def settled(self) -> None:
+        """Once the writes queued and the checkpoint they started are over (tests)."""
+        if self._committer is not None:
+            await self._committer
+        await self._checkpointer.settled()
+
     async def trace(self, callback: Callable[[str], None] | None) -> None:
         """Have `callback` see every SQL statement the store runs (tests, debugging)."""
         await self._run(self._conn.set_trace_callback, callback)
@@ -231,6 +294,7 @@ class SQLiteStore:
         self._closed = True
         if self._committer is not None:
             await self._committer
+        await self._checkpointer.close()  # first: the last connection to close ends the WAL
         await self._run(self._conn.close)
         self._thread.shutdown()
 
@@ -242,17 +306,24 @@ class SQLiteStore:
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         return await self._run(op, self._conn)
 
-    async def _write(self, op: Op) -> Any:
-        """Queue `op` for the next group commit; what it returned once committed."""
+    async def _write(self, op: Op, *, background: bool = False) -> Any:
+        """Queue `op` for the next group commit; what it returned once committed.
+
+        A background op (a purge batch) is committed alone, and only when no other write
+        waits: an accept waits for at most the one batch under way, never for the next."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, done))
+        (self._background if background else self._pending).append((op, done))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_pending())
         return await asyncio.shield(done)
 
     async def _commit_pending(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
+        while self._pending or self._background:
+            if self._pending:
+                batch, self._pending = self._pending, []
+                weight = len(batch)
+            else:
+                batch, weight = [self._background.pop(0)], BACKGROUND_WEIGHT
             try:
                 outcomes = await self._run(_apply, self._conn, [op for op, _ in batch])
             except Exception as exc:
@@ -264,6 +335,7 @@ class SQLiteStore:
                     done.set_result(value)
                 else:
                     done.set_exception(value)
+            self._checkpointer.wrote(weight)
 
 
 def _apply(conn: sqlite3.Connection, ops: list[Op]) -> list[tuple[bool, Any]]:
@@ -348,9 +420,12 @@ def _update(conn: sqlite3.Connection, job: Job, owner: str | None, now: float) -
 
 def _purge(conn: sqlite3.Connection, before: float, limit: int) -> int:
     sql = f"SELECT seq FROM jobs WHERE state IN ({_TERMINAL}) AND updated_at < ? LIMIT ?"
-    seqs = conn.execute(sql, [before, limit]).fetchall()
+    seqs = [seq for (seq,) in conn.execute(sql, [before, limit]).fetchall()]
+    if not seqs:
+        return 0
     for table in ("jobs", "requests", "results"):
-        conn.executemany(f"DELETE FROM {table} WHERE seq = ?", seqs)
+        # one statement per table: SQLite works through it without coming back to Python
+        conn.execute(f"DELETE FROM {table} WHERE seq IN ({_marks(len(seqs))})", seqs)
     return len(seqs)
 
 

@@ -137,6 +137,7 @@ async def test_claim_page_purge_use_indexes_not_scans_or_sorts(
     store: SQLiteStore, path: Path
 ) -> None:
     await store.add(make_job("a"))
+    await store.add(make_job("old", JobState.DEAD, updated_at=1.0, due_at=None))
 
     async def work() -> None:
         await store.claim("me", [JobState.ACCEPTED, JobState.RUNNING], NOW, NOW + 30, 5)
@@ -159,9 +160,10 @@ async def test_claim_page_purge_use_indexes_not_scans_or_sorts(
 # -- retention gives the space back ------------------------------------------------------
 
 
-def file_size(path: Path) -> int:
-    wal = path.with_name(path.name + "-wal")
-    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+def file_size(path: Path, wal: bool = True) -> int:
+    """The store's size on disk: its file and (unless `wal` is False) its WAL."""
+    log = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (log.stat().st_size if wal and log.exists() else 0)
 
 
 async def test_purge_then_compact_shrinks_the_file(store: SQLiteStore, path: Path) -> None:
@@ -188,6 +190,19 @@ async def test_purge_then_compact_shrinks_the_file(store: SQLiteStore, path: Pat
     assert (await store.get("kept")) is not None
     assert raw(path, "SELECT count(*) FROM requests") == [(1,)]
     assert raw(path, "SELECT count(*) FROM results") == [(0,)]
+
+
+async def test_the_wal_is_copied_back_while_the_store_runs(
+    store: SQLiteStore, path: Path
+) -> None:
+    # a few hundred pages: fewer than SQLite's own checkpoint in a commit waits for
+    empty = file_size(path, wal=False)
+    for n in range(70):
+        await store.add(replace(make_job(f"job-{n}"), reply=b"r" * 4096))
+
+    await store.settled()
+
+    assert file_size(path, wal=False) > empty + 70 * 4096
 
 
 async def test_counts_follow_every_write(store: SQLiteStore, path: Path) -> None:
