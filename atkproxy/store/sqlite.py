@@ -52,7 +52,7 @@ _URL_PREFIX = "sqlite:///"
 PURGE_BATCH = 100  # jobs deleted per transaction: a few milliseconds
 CHECKPOINT_AFTER = 64  # writes committed between two checkpoints off the writer's thread
 BACKGROUND_WEIGHT = 16  # a purge batch writes about as many pages as this many accepts
-VACUUM_STEP = 256  # pages given back per transaction (1 MiB of 4 KiB pages)
+VACUUM_STEP = 128  # pages given back per transaction (512 KiB of 4 KiB pages)
 
 _FREE = "(lease_owner IS NULL OR lease_until < :now)"
 _UPDATE = (
