@@ -8,8 +8,11 @@ resumes only once the transaction is committed (`synchronous=FULL`). `add` retur
 means the job survives a crash as well as a restart.
 
 Reads for status (`get`, `page`, `counts`) select small columns only, never the bodies.
-Retention deletes a few hundred jobs per transaction, so an accept waiting behind a
-purge waits for one small transaction, not for the whole purge.
+
+Nothing long holds the thread, so an accept never waits long: retention deletes 100 jobs
+per transaction, committed apart and only when no other write waits; `compact` gives
+space back 128 pages per transaction; and the WAL is copied back into the file by a
+second connection on a thread of its own (Checkpointer) rather than inside a commit.
 """
 
 from __future__ import annotations
@@ -388,6 +391,8 @@ def _claim(
     for state in states:
         due += conn.execute(_DUE, {"state": state, "now": now, "limit": limit}).fetchall()
     seqs = [seq for _, seq in sorted(due)[:limit]]
+    if not seqs:
+        return []
     sql = (
         f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE seq IN ({_marks(len(seqs))})"
         f" RETURNING seq, {SMALL_COLUMNS}"

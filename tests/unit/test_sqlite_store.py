@@ -222,6 +222,40 @@ async def test_counts_follow_every_write(store: SQLiteStore, path: Path) -> None
     assert {s: n for s, n in (await store.counts()).items() if n} == truth
 
 
+def transactions(statements: list[str]) -> list[list[str]]:
+    """The traced statements grouped by transaction (BEGIN ... COMMIT)."""
+    grouped: list[list[str]] = []
+    for sql in statements:
+        if sql.startswith("BEGIN"):
+            grouped.append([])
+        elif grouped:
+            grouped[-1].append(sql)
+    return grouped
+
+
+async def test_purge_batches_are_committed_apart_from_accepts(store: SQLiteStore) -> None:
+    for start in range(0, 500, 100):
+        await asyncio.gather(
+            *(
+                store.add(make_job(f"old-{n}", JobState.DEAD, updated_at=1.0, due_at=None))
+                for n in range(start, start + 100)
+            )
+        )
+
+    async def purge_while_accepting() -> None:
+        purged, *_ = await asyncio.gather(
+            store.purge(NOW, 1000), *(store.add(make_job(f"new-{n}")) for n in range(20))
+        )
+        assert purged == 500
+
+    grouped = transactions(await traced(store, purge_while_accepting))
+
+    purges = [t for t in grouped if any(sql.startswith("DELETE FROM jobs") for sql in t)]
+    assert len(purges) == 5  # 100 jobs a transaction
+    for purge in purges:
+        assert not any(sql.startswith("INSERT INTO jobs") for sql in purge)
+
+
 async def test_ping_writes_a_row(store: SQLiteStore, path: Path) -> None:
     [(before,)] = raw(path, "SELECT value FROM meta WHERE key = 'ping'")
 
