@@ -178,6 +178,8 @@ class SQLiteStore:
 
     async def renew(self, owner: str, job_ids: Collection[str], until: float) -> set[str]:
         ids = list(job_ids)
+        if not ids:
+            return set()
         sql = (
             f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND id IN ({_marks(len(ids))})"
             " RETURNING id"
