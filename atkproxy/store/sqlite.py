@@ -380,6 +380,8 @@ def _add(conn: sqlite3.Connection, job: Job) -> Job:
     try:
         insert_job(conn, job)
     except sqlite3.IntegrityError as exc:
+        if "jobs.id" not in str(exc):  # another constraint: a bug, not a duplicate
+            raise
         raise KeyError(f"job {job.id} exists") from exc
     return job
 

@@ -103,6 +103,16 @@ async def test_concurrent_writes_share_commits_and_a_duplicate_fails_alone(
     assert 1 <= commits <= 3, f"{commits} commits for 51 writes: no group commit"
 
 
+async def test_a_job_that_breaks_another_constraint_is_not_called_a_duplicate(
+    store: SQLiteStore,
+) -> None:
+    broken = replace(make_job("a"), instance_id=None)  # type: ignore[arg-type]
+
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        await store.add(broken)
+    await store.add(make_job("b"))  # the failure was that write's alone
+
+
 # -- status reads never load bodies ----------------------------------------------------
 
 

@@ -177,6 +177,15 @@ async def test_concurrent_adds_all_commit_and_a_duplicate_fails_alone(store: Job
     assert (await store.counts())[JobState.ACCEPTED] == 50
 
 
+async def test_concurrent_adds_of_one_idempotency_record_one_job(store: JobStore) -> None:
+    jobs = [replace(FULL_JOB, id=f"try-{n}") for n in range(5)]
+
+    recorded = await asyncio.gather(*(store.add(job) for job in jobs))
+
+    assert {job.id for job in recorded} == {"try-0"}
+    assert [await store.get(job.id) is not None for job in jobs] == [True] + [False] * 4
+
+
 # -- update -------------------------------------------------------------------------------
 
 
