@@ -113,6 +113,35 @@ async def test_a_job_that_breaks_another_constraint_is_not_called_a_duplicate(
     await store.add(make_job("b"))  # the failure was that write's alone
 
 
+async def set_max_pages(store: SQLiteStore, pages: int | None) -> int:
+    """Cap the file at `pages` (None: its size now), as a full disk would; returns the cap.
+    White box: the cap is a setting of the store's own connection."""
+    conn = store._conn
+
+    def cap() -> int:
+        limit = pages or conn.execute("PRAGMA page_count").fetchone()[0]
+        return int(conn.execute(f"PRAGMA max_page_count = {limit}").fetchone()[0])
+
+    return await store._run(cap)
+
+
+async def test_a_full_store_refuses_writes_then_heals_without_a_reopen(
+    store: SQLiteStore,
+) -> None:
+    await store.add(make_job("before"))
+    big = replace(make_job("big"), reply=b"x" * 1_000_000)
+    await set_max_pages(store, None)
+
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        await store.add(big)
+    assert await store.get("big") is None
+
+    await set_max_pages(store, 1 << 30)
+    assert await store.add(big) == big
+    await store.ping()
+    assert (await store.counts())[JobState.ACCEPTED] == 2
+
+
 # -- status reads never load bodies ----------------------------------------------------
 
 
