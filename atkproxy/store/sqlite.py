@@ -36,6 +36,7 @@ from .sqlite_schema import (
     MIN_SQLITE,
     SMALL,
     SMALL_COLUMNS,
+    UnreadableRow,
     connect,
     decode_headers,
     insert_job,
@@ -406,9 +407,25 @@ def _claim(
     bodies = load_bodies(conn, seqs)
     claimed = []
     for row in rows:
+        try:
+            job = job_from_row(row[1:])
+        except UnreadableRow as exc:
+            _set_aside(conn, row[0], str(exc))
+            continue
         request, reply, result = bodies.get(row[0], (None, None, None))
-        claimed.append(replace(job_from_row(row[1:]), request=request, reply=reply, result=result))
+        claimed.append(replace(job, request=request, reply=reply, result=result))
     return claimed
+
+
+def _set_aside(conn: sqlite3.Connection, seq: int, reason: str) -> None:
+    """A job that cannot be read would be claimed, fail and be claimed again for ever: it
+    goes to `dead` instead, where the job list shows it with the reason."""
+    log.error("store: job set aside", reason=reason)
+    conn.execute(
+        "UPDATE jobs SET state = 'dead', due_at = NULL, lease_owner = NULL, lease_until = 0.0,"
+        " reason = ? WHERE seq = ?",
+        [reason[:500], seq],
+    )
 
 
 def _update(conn: sqlite3.Connection, job: Job, owner: str | None, now: float) -> None:

@@ -218,19 +218,27 @@ def small_params(job: Job) -> dict[str, Any]:
     }
 
 
+class UnreadableRow(sqlite3.DatabaseError):
+    """A stored job whose columns do not decode (edited by hand, or a bug): a store
+    error like any other, so callers answer 503 rather than crash."""
+
+
 def job_from_row(row: tuple[Any, ...] | sqlite3.Row) -> Job:
     """A job without bodies from the SMALL columns, in their order."""
     c = dict(zip(SMALL, row, strict=True))
-    return Job(
-        **c
-        | {
-            "replay_safe": bool(c["replay_safe"]),
-            "path_params": json.loads(c["path_params"]),
-            "state": JobState(c["state"]),
-            "status": None if c["status"] is None else AtkStatus(c["status"]),
-            "attempts": tuple(Attempt(*a) for a in json.loads(c["attempts"])),
-        }
-    )
+    try:
+        return Job(
+            **c
+            | {
+                "replay_safe": bool(c["replay_safe"]),
+                "path_params": json.loads(c["path_params"]),
+                "state": JobState(c["state"]),
+                "status": None if c["status"] is None else AtkStatus(c["status"]),
+                "attempts": tuple(Attempt(*a) for a in json.loads(c["attempts"])),
+            }
+        )
+    except (ValueError, TypeError) as exc:  # JSONDecodeError and bad enums are ValueErrors
+        raise UnreadableRow(f"job {c['id']}: unreadable row: {exc}") from exc
 
 
 def insert_job(conn: sqlite3.Connection, job: Job) -> int:

@@ -142,6 +142,26 @@ async def test_a_full_store_refuses_writes_then_heals_without_a_reopen(
     assert (await store.counts())[JobState.ACCEPTED] == 2
 
 
+async def test_an_unreadable_row_is_a_store_error_and_a_claim_sets_it_aside(
+    store: SQLiteStore, path: Path
+) -> None:
+    await store.add(make_job("broken", due_at=1.0))
+    await store.add(make_job("fine", due_at=2.0))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE jobs SET attempts = 'not json' WHERE id = 'broken'")
+
+    with pytest.raises(sqlite3.DatabaseError, match="job broken: unreadable row"):
+        await store.get("broken")
+    claimed = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 10)
+
+    assert [job.id for job in claimed] == ["fine"]
+    [(state, due_at, owner, reason)] = raw(
+        path, "SELECT state, due_at, lease_owner, reason FROM jobs WHERE id = 'broken'"
+    )
+    assert (state, due_at, owner) == ("dead", None, None)
+    assert "unreadable row" in str(reason)
+
+
 # -- status reads never load bodies ----------------------------------------------------
 
 
