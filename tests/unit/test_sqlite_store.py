@@ -349,15 +349,19 @@ async def test_a_new_file_and_its_directories_are_private_whatever_the_umask(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "a" / "b" / "jobs.db"
+    wal = path.with_name("jobs.db-wal")
     old = os.umask(0)
     try:
         store = await open_store(f"sqlite:///{path}")
+        await store.add(make_job("a"))
+        wal_mode = stat.S_IMODE(wal.stat().st_mode)  # SQLite gives it the file's mode
     finally:
         os.umask(old)
     await store.close()
 
     modes = {p: stat.S_IMODE(p.stat().st_mode) for p in (path, path.parent, path.parent.parent)}
     assert modes == {path: 0o600, path.parent: 0o700, path.parent.parent: 0o700}
+    assert wal_mode == 0o600
 
 
 async def test_a_file_of_garbage_is_refused_with_one_line(tmp_path: Path) -> None:
