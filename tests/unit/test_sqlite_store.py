@@ -18,9 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import structlog
 
 from atkproxy.jobs import JobState, UpstreamResult
-from atkproxy.store import StoreUnavailable, open_store
+from atkproxy.store import StoreUnavailable, open_store, sqlite_schema
 from atkproxy.store.sqlite import SQLiteStore, db_path
 from atkproxy.store.sqlite_schema import SCHEMA_VERSION
 
@@ -552,6 +553,24 @@ async def test_a_file_of_the_first_schema_is_upgraded_at_open(path: Path) -> Non
     assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert raw(path, "PRAGMA auto_vacuum") == [(2,)]  # small: converted at open
     assert raw(path, "SELECT name FROM sqlite_master WHERE name LIKE 'jobs_v1%'") == []
+
+
+async def test_a_large_upgraded_file_is_left_without_incremental_vacuum_and_says_so(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_schema, "VACUUM_AT_OPEN_MAX", 0)  # every file is "large"
+    write_v1(path, [v1_record(f"done-{n}", "delivered", V1_RESULT) for n in range(50)])
+
+    with structlog.testing.capture_logs() as logs:
+        store = await open_store(f"sqlite:///{path}")
+    try:
+        assert await store.purge(time.time(), 100) == 50
+        await store.compact()  # returns: no progress is the end, not a loop
+    finally:
+        await store.close()
+
+    assert raw(path, "PRAGMA auto_vacuum") == [(0,)]
+    assert any("VACUUM" in entry["event"] for entry in logs), logs
 
 
 async def test_an_unreadable_record_stops_the_upgrade_and_changes_nothing(path: Path) -> None:
