@@ -11,9 +11,11 @@ whole row on every UPDATE: the small columns change 3-4 times in a job's life, i
 never. `seq` is an explicit INTEGER PRIMARY KEY so VACUUM keeps it.
 
 Schema versions (PRAGMA user_version):
-    0  no file yet, or the first store: `jobs(id, state, created_at, updated_at, record)`
-       with the whole job as JSON (bodies base64); upgraded at open in one transaction
+    0  a new file, or one of the first store (which set no version; call it 1):
+       `jobs(id, state, created_at, updated_at, record)`, the whole job as JSON with its
+       bodies in base64; upgraded at open, in one transaction
     2  this layout
+    3+ a newer atkproxy's: refused
 
 New files use `auto_vacuum = INCREMENTAL`, so `compact` can give purged space back. A file
 made without it (an upgraded one) is converted with a VACUUM at open when it is small; a
