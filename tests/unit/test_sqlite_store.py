@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -161,6 +162,80 @@ async def test_an_unreadable_row_is_a_store_error_and_a_claim_sets_it_aside(
     )
     assert (state, due_at, owner) == ("dead", None, None)
     assert "unreadable row" in str(reason)
+
+
+async def test_pages_walk_every_job_once_and_the_last_says_so(store: SQLiteStore) -> None:
+    for n in range(6):  # two full pages: the second must say it is the last
+        await store.add(make_job(f"j{n}", created_at=1000.0 + n // 2))  # pairs share a time
+    seen: list[list[str]] = []
+    cursor = None
+
+    while True:
+        jobs, cursor = await store.page(None, 3, cursor)
+        seen.append([job.id for job in jobs])
+        if cursor is None:
+            break
+
+    assert seen == [["j5", "j4", "j3"], ["j2", "j1", "j0"]]
+
+
+async def test_one_claim_hands_jobs_out_earliest_due_first_whatever_the_order_added(
+    store: SQLiteStore,
+) -> None:
+    for n, due in enumerate([5.0, 3.0, 4.0, 1.0, 2.0]):
+        await store.add(make_job(f"j{n}", due_at=due))
+
+    claimed = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 10)
+
+    assert [job.due_at for job in claimed] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+async def test_each_result_is_kept_with_its_own_job(store: SQLiteStore) -> None:
+    for job_id in ("first", "second"):
+        await store.add(make_job(job_id))
+    claimed = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 2)
+    second = next(job for job in claimed if job.id == "second")
+
+    await store.update(second.with_result(RESULT), "me")
+
+    assert (await store.result("first"), await store.result("second")) == (None, RESULT)
+
+
+async def test_a_purge_larger_than_a_batch_stops_at_its_limit(store: SQLiteStore) -> None:
+    for start in range(0, 250, 50):
+        await asyncio.gather(
+            *(
+                store.add(make_job(f"old-{n}", JobState.DEAD, updated_at=1.0, due_at=None))
+                for n in range(start, start + 50)
+            )
+        )
+
+    assert await store.purge(NOW, 150) == 150
+    assert (await store.counts())[JobState.DEAD] == 100
+
+
+async def test_a_write_queued_behind_a_failing_batch_is_still_committed(
+    store: SQLiteStore,
+) -> None:
+    big = replace(make_job("big"), reply=b"x" * 1_000_000)
+    await set_max_pages(store, None)
+    started, release = threading.Event(), threading.Event()
+
+    def hold_the_first_transaction(sql: str) -> None:
+        if sql.startswith("BEGIN") and not started.is_set():
+            started.set()
+            release.wait(10)
+
+    await store.trace(hold_the_first_transaction)
+    failing = asyncio.create_task(store.add(big))
+    await asyncio.to_thread(started.wait, 10)
+    queued = asyncio.create_task(store.add(make_job("small")))  # waits for the next batch
+    await asyncio.sleep(0)
+    release.set()
+
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        await failing
+    assert (await asyncio.wait_for(queued, 10)).id == "small"  # fits in the pages there are
 
 
 # -- status reads never load bodies ----------------------------------------------------
