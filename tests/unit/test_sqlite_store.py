@@ -17,11 +17,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 
-from atkproxy.jobs import JobState, UpstreamResult
+from atkproxy.jobs import AtkStatus, Attempt, Job, JobState, UpstreamRequest, UpstreamResult
 from atkproxy.store import StoreUnavailable, open_store, sqlite_schema
 from atkproxy.store.sqlite import SQLiteStore, db_path
 from atkproxy.store.sqlite_schema import SCHEMA_VERSION
@@ -550,7 +551,9 @@ CREATE INDEX jobs_state_created ON jobs (state, created_at);
 """
 
 
-def v1_record(job_id: str, state: str, result: dict[str, object] | None) -> dict[str, object]:
+def v1_record(
+    job_id: str, state: str, result: dict[str, object] | None, reason: str | None = None
+) -> dict[str, object]:
     """A job as the first store's `to_record` wrote it."""
     return {
         "id": job_id,
@@ -563,14 +566,14 @@ def v1_record(job_id: str, state: str, result: dict[str, object] | None) -> dict
         },
         "callback_url": "http://cb.test/hook",
         "route": "orders",
-        "replay_safe": False,
+        "replay_safe": True,
         "path_params": {"id": "7"},
         "state": state,
         "created_at": 100.0,
         "updated_at": 200.0,
         "result": result,
         "status": None if result is None else "Completed",
-        "reason": None,
+        "reason": reason,
         "attempts": [] if result is None else [[201.0, 200, None, 0.5]],
     }
 
@@ -598,33 +601,80 @@ def write_v1(path: Path, records: list[dict[str, object]]) -> None:
             )
 
 
+V1_REFUSED = {"status": 0, "headers": [], "body": "", "error": "ClientConnectorError: refused"}
+
+
+def v1_expected(job_id: str, state: JobState, due_at: float | None, **changes: Any) -> Job:
+    """What `v1_record(job_id, ...)` must read as after the upgrade (without bodies)."""
+    return Job(
+        id=job_id,
+        instance_id=f"instance-{job_id}",
+        method="POST",
+        path_qs="/orders?x=1",
+        callback_url="http://cb.test/hook",
+        route="orders",
+        replay_safe=True,
+        path_params={"id": "7"},
+        state=state,
+        created_at=100.0,
+        updated_at=200.0,
+        due_at=due_at,
+        **changes,
+    )
+
+
 async def test_a_file_of_the_first_schema_is_upgraded_at_open(path: Path) -> None:
     write_v1(
         path,
-        [v1_record("pending", "accepted", None), v1_record("done", "delivered", V1_RESULT)],
+        [
+            v1_record("pending", "accepted", None),
+            v1_record("done", "delivered", V1_RESULT),
+            v1_record("failed", "dead", V1_REFUSED, reason="receiver said 410"),
+        ],
     )
     before = time.time()
 
     store = await open_store(f"sqlite:///{path}")
     try:
-        pending, done = await store.get("pending"), await store.get("done")
+        pending, done, failed = [await store.get(i) for i in ("pending", "done", "failed")]
         [claimed] = await store.claim("me", [JobState.ACCEPTED], time.time(), NOW, 10)
-        answer = await store.result("done")
+        answers = [await store.result(i) for i in ("pending", "done", "failed")]
     finally:
         await store.close()
 
-    assert pending is not None and done is not None
-    assert before <= (pending.due_at or 0) <= time.time()
-    assert (pending.lease_owner, pending.path_params, pending.state) == (
+    assert pending is not None and before <= (pending.due_at or 0) <= time.time()
+    assert pending == v1_expected("pending", JobState.ACCEPTED, pending.due_at)
+    attempts = (Attempt(201.0, 200, None, 0.5),)
+    assert done == v1_expected(
+        "done",
+        JobState.DELIVERED,
         None,
-        {"id": "7"},
-        JobState.ACCEPTED,
+        upstream_status=201,
+        status=AtkStatus.COMPLETED,
+        attempts=attempts,
     )
-    assert claimed.request is not None and claimed.request.body == b"\x00\xffbody"
-    assert claimed.request.headers[1] == ("X-Raw", "caf\udce9")
-    assert (done.due_at, done.upstream_status, done.attempts[0].status) == (None, 201, 200)
+    assert failed == v1_expected(
+        "failed",
+        JobState.DEAD,
+        None,
+        upstream_status=0,
+        upstream_error="ClientConnectorError: refused",
+        status=AtkStatus.COMPLETED,
+        reason="receiver said 410",
+        attempts=attempts,
+    )
+    assert claimed.request == UpstreamRequest(
+        "POST",
+        "/orders?x=1",
+        [("Content-Type", "application/json"), ("X-Raw", "caf\udce9")],
+        b"\x00\xffbody",
+    )
     cookies = [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
-    assert answer == UpstreamResult(201, cookies, b"\xc3\x28 answer")
+    assert answers == [
+        None,
+        UpstreamResult(201, cookies, b"\xc3\x28 answer"),
+        UpstreamResult(0, [], b"", "ClientConnectorError: refused"),
+    ]
     assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert raw(path, "PRAGMA auto_vacuum") == [(2,)]  # small: converted at open
     assert raw(path, "SELECT name FROM sqlite_master WHERE name LIKE 'jobs_v1%'") == []
