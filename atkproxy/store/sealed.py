@@ -10,13 +10,13 @@ a job recovered after a restart runs without them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import structlog
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
-from ..jobs import Headers, Job, JobState
+from ..jobs import Headers, Job, JobState, UpstreamResult
 from . import JobStore
 
 log = structlog.get_logger("atkproxy.store")
@@ -25,31 +25,74 @@ SEALED = "fernet:"
 
 
 class SealedStore:
+    """Wraps a store: seals the request headers a job is added with, opens them when the
+    job is claimed for work. Nothing else carries the request, so the rest passes through."""
+
     def __init__(self, inner: JobStore, protected: Iterable[str], key: SecretStr | None) -> None:
         self._inner = inner
         self._protected = frozenset(name.lower() for name in protected)
         self._fernet = None if key is None else Fernet(key.get_secret_value().encode())
 
-    async def add(self, job: Job) -> None:
-        await self._inner.add(self._seal(job))
+    async def add(self, job: Job) -> Job:
+        recorded = await self._inner.add(self._seal(job))
+        # the job added is the caller's own (clear headers); an idempotent repeat's is stored
+        return job if recorded.id == job.id else self._open(recorded)
 
-    async def save(self, job: Job) -> None:
-        await self._inner.save(self._seal(job))
+    async def claim(
+        self, owner: str, states: Collection[JobState], now: float, until: float, limit: int
+    ) -> list[Job]:
+        claimed = await self._inner.claim(owner, states, now, until, limit)
+        return [self._open(job) for job in claimed]
+
+    async def renew(self, owner: str, job_ids: Collection[str], until: float) -> set[str]:
+        return await self._inner.renew(owner, job_ids, until)
+
+    async def expire_leases(self) -> int:
+        return await self._inner.expire_leases()
+
+    async def update(self, job: Job, owner: str | None) -> None:
+        # an update never writes the request: do not hand its clear headers to the store
+        await self._inner.update(dataclasses.replace(job, request=None), owner)
 
     async def get(self, job_id: str) -> Job | None:
-        job = await self._inner.get(job_id)
-        return None if job is None else self._open(job)
+        return await self._inner.get(job_id)
 
-    async def in_states(self, states: Iterable[JobState]) -> list[Job]:
-        return [self._open(job) for job in await self._inner.in_states(states)]
+    async def result(self, job_id: str) -> UpstreamResult | None:
+        return await self._inner.result(job_id)
 
-    async def purge(self, finished_before: float) -> int:
-        return await self._inner.purge(finished_before)
+    async def page(
+        self, state: JobState | None, limit: int, after: str | None
+    ) -> tuple[list[Job], str | None]:
+        return await self._inner.page(state, limit, after)
+
+    async def redeliver(
+        self,
+        now: float,
+        *,
+        job_id: str | None = None,
+        state: JobState | None = None,
+        limit: int = 1,
+    ) -> int:
+        return await self._inner.redeliver(now, job_id=job_id, state=state, limit=limit)
+
+    async def purge(self, before: float, limit: int) -> int:
+        return await self._inner.purge(before, limit)
+
+    async def compact(self) -> None:
+        await self._inner.compact()
+
+    async def counts(self) -> dict[JobState, int]:
+        return await self._inner.counts()
+
+    async def ping(self) -> None:
+        await self._inner.ping()
 
     async def close(self) -> None:
         await self._inner.close()
 
     def _seal(self, job: Job) -> Job:
+        if job.request is None:
+            return job
         headers: Headers = []
         for name, value in job.request.headers:
             if name.lower() not in self._protected:
@@ -59,6 +102,8 @@ class SealedStore:
         return _with_headers(job, headers)
 
     def _open(self, job: Job) -> Job:
+        if job.request is None:
+            return job
         headers: Headers = []
         for name, value in job.request.headers:
             if name.lower() in self._protected and value.startswith(SEALED):
@@ -80,4 +125,5 @@ class SealedStore:
 
 
 def _with_headers(job: Job, headers: Headers) -> Job:
+    assert job.request is not None
     return dataclasses.replace(job, request=dataclasses.replace(job.request, headers=headers))

@@ -32,6 +32,7 @@ def _sqlite_url(request: pytest.FixtureRequest) -> str:
 
 STORE_URLS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "memory": lambda request: "memory://",
+    "sqlite": _sqlite_url,
     "redis": lambda request: str(request.getfixturevalue("redis_url")),
 }
 
@@ -177,6 +178,15 @@ async def test_concurrent_adds_all_commit_and_a_duplicate_fails_alone(store: Job
     assert (await store.counts())[JobState.ACCEPTED] == 50
 
 
+async def test_concurrent_adds_of_one_idempotency_record_one_job(store: JobStore) -> None:
+    jobs = [replace(FULL_JOB, id=f"try-{n}") for n in range(5)]
+
+    recorded = await asyncio.gather(*(store.add(job) for job in jobs))
+
+    assert {job.id for job in recorded} == {"try-0"}
+    assert [await store.get(job.id) is not None for job in jobs] == [True] + [False] * 4
+
+
 # -- update -------------------------------------------------------------------------------
 
 
@@ -217,6 +227,30 @@ async def test_update_without_owner_of_an_unleased_job_is_allowed(store: JobStor
     await store.update(make_job("a", reason="edited"), None)
 
     assert (await store.get("a")).reason == "edited"  # type: ignore[union-attr]
+
+
+async def test_update_without_owner_of_a_job_whose_lease_expired_is_allowed(
+    store: JobStore,
+) -> None:
+    await store.add(make_job("a"))
+    await store.claim("gone", [JobState.ACCEPTED], NOW, NOW + 30, 1)  # long over by now
+
+    await store.update(make_job("a", reason="edited"), None)
+
+    assert (await store.get("a")).reason == "edited"  # type: ignore[union-attr]
+
+
+async def test_a_result_that_is_an_error_comes_back_as_it_was(store: JobStore) -> None:
+    refused = UpstreamResult(0, [], b"", error="connection refused", not_sent=True)
+    await store.add(make_job("a"))
+    [claimed] = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 1)
+
+    await store.update(claimed.with_result(refused).released(1000.0), "me")
+
+    assert await store.result("a") == refused
+    [again] = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 1)
+    assert again.result == refused
+    assert (again.upstream_status, again.upstream_error) == (0, "connection refused")
 
 
 async def test_a_released_job_is_claimable_again_when_due(store: JobStore) -> None:
