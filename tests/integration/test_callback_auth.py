@@ -158,7 +158,7 @@ async def test_on_behalf_after_a_restart_only_with_a_store_key(
     key = SecretStr(Fernet.generate_key().decode()) if with_key else None
     store = SealedStore(MemoryStore(), ["Authorization"], key)
     await store.add(make_job(receiver.url))
-    [recovered] = await store.in_states([JobState.DELIVERING])
+    [recovered] = await store.claim("restarted", [JobState.DELIVERING], 1.0, 31.0, 1)
     auth = create_auth(CallbackAuthSettings(type="on-behalf"))  # a fresh process: nothing captured
     assert await Sender(session, auth).send(recovered) == 200
     expected = {"authorization": "Bearer incoming-user-token"} if with_key else {}
