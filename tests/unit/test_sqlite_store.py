@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,12 @@ async def store(path: Path) -> AsyncIterator[SQLiteStore]:
     await opened.close()
 
 
-async def traced(store: SQLiteStore, step: Callable[[], object]) -> list[str]:
-    """The SQL statements `step` (a coroutine function) makes the store run."""
+async def traced(store: SQLiteStore, step: Callable[[], Awaitable[None]]) -> list[str]:
+    """The SQL statements `step` makes the store run."""
     seen: list[str] = []
     await store.trace(seen.append)
     try:
-        await step()  # type: ignore[misc]
+        await step()
     finally:
         await store.trace(None)
     return seen
