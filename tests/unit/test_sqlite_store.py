@@ -452,6 +452,15 @@ async def test_a_file_of_garbage_is_refused_with_one_line(tmp_path: Path) -> Non
     assert "not a database" in str(refused.value)
 
 
+async def test_an_sqlite_without_update_returning_is_refused(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+
+    with pytest.raises(StoreUnavailable, match=r"3\.35 or newer"):
+        await open_store(f"sqlite:///{path}")
+
+
 async def test_a_file_of_a_newer_schema_is_refused(path: Path) -> None:
     await (await open_store(f"sqlite:///{path}")).close()
     raw(path, "PRAGMA user_version = 99")
