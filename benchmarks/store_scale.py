@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import sqlite3
 import statistics
@@ -160,6 +161,7 @@ def main() -> None:
         began = time.perf_counter()
         ids = fill(where / "full.db", args.jobs, args.body_size)
         filled = time.perf_counter() - began
+        os.sync()  # the fill's writeback would otherwise slow the fsyncs measured next
         full = asyncio.run(measure(where / "full.db", ids, args.body_size, args.samples))
         size = sum(p.stat().st_size for p in where.glob("full.db*")) / 1e6
     print(f"SQLite {sqlite3.sqlite_version}; {args.jobs} jobs ({BACKLOG} still to run),"

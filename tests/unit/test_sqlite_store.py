@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,12 @@ async def store(path: Path) -> AsyncIterator[SQLiteStore]:
     await opened.close()
 
 
-async def traced(store: SQLiteStore, step: Callable[[], object]) -> list[str]:
-    """The SQL statements `step` (a coroutine function) makes the store run."""
+async def traced(store: SQLiteStore, step: Callable[[], Awaitable[None]]) -> list[str]:
+    """The SQL statements `step` makes the store run."""
     seen: list[str] = []
     await store.trace(seen.append)
     try:
-        await step()  # type: ignore[misc]
+        await step()
     finally:
         await store.trace(None)
     return seen
@@ -450,6 +450,15 @@ async def test_a_file_of_garbage_is_refused_with_one_line(tmp_path: Path) -> Non
 
     assert "\n" not in str(refused.value)
     assert "not a database" in str(refused.value)
+
+
+async def test_an_sqlite_without_update_returning_is_refused(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+
+    with pytest.raises(StoreUnavailable, match=r"3\.35 or newer"):
+        await open_store(f"sqlite:///{path}")
 
 
 async def test_a_file_of_a_newer_schema_is_refused(path: Path) -> None:
