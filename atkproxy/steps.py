@@ -168,10 +168,11 @@ class Steps:
     async def after_attempt(self, job: Job, attempt: Attempt) -> Job:
         job = replace(job, attempts=(*job.attempts[:-1], attempt))
         number = len(job.attempts)
+        # the reason stays the job's (why it Failed, say); an attempt's failure is its own
         if attempt.ok:
-            job = job.to(JobState.DELIVERED, reason=None).released(None)
+            job = job.to(JobState.DELIVERED).released(None)
         elif (due := self._next_attempt(job, attempt)) is not None:
-            job = job.to(JobState.DELIVERING, reason=_failure(attempt)).released(due)
+            job = job.to(JobState.DELIVERING).released(due)
         else:
             job = job.to(JobState.DEAD, reason=self._dead_reason(job, attempt)).released(None)
         job = await self.save(job)

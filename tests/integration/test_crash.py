@@ -124,13 +124,14 @@ async def test_kill_at_random_moments_during_a_burst_loses_no_accepted_job(
         proxy = await start_proxy(*config)
         clients = [asyncio.create_task(burst.client(session, n)) for n in range(16)]
         kills = 0
-        while len(burst.accepted) < burst.wanted:
-            await wait_healthy(session, f"{base}/_atk/health")
-            await asyncio.sleep(rng.uniform(0.1, 0.6))
-            if kills < 4 and len(burst.accepted) < burst.wanted:
-                await kill(proxy)
-                kills += 1
-                proxy = await start_proxy(*config)
+        # four kills at random moments of the burst: each after a random share of it
+        marks = sorted(rng.sample(range(20, burst.wanted - 20), 4))
+        for mark in marks:
+            while len(burst.accepted) < mark:
+                await asyncio.sleep(0.005)
+            await kill(proxy)
+            kills += 1
+            proxy = await start_proxy(*config)
         await asyncio.gather(*clients)
         try:
             await wait_healthy(session, f"{base}/_atk/health")
@@ -142,6 +143,6 @@ async def test_kill_at_random_moments_during_a_burst_loses_no_accepted_job(
     missing = [job for job in burst.accepted if job not in received]
     duplicates = sum(count - 1 for count in received.values())
     print(f"kills={kills} accepted={len(burst.accepted)} duplicates={duplicates}")
-    assert kills >= 2
+    assert kills == 4
     assert len(set(burst.accepted)) >= 500
     assert missing == []

@@ -54,7 +54,8 @@ async def test_everything_on_stdout_is_one_json_object_per_line(
             answers["oversized"] = (r.status, r.headers["Server"])
 
     custom = ("callback.auth.type=custom", "callback.auth.custom_name=X-Key",
-              f"callback.auth.custom_value={SECRET}")  # fmt: skip
+              f"callback.auth.custom_value={SECRET}",
+              "callback.destinations.allow=[127.0.0.1/32]")  # fmt: skip
     defines = [arg for define in custom for arg in ("-D", define)]
     out, err = await serve_and_stop(tmp_path, upstream, *defines, requests=requests)
     assert err == ""
@@ -67,8 +68,8 @@ async def test_everything_on_stdout_is_one_json_object_per_line(
     assert lines[0]["settings"]["callback"]["auth"]["custom_value"] == "**********"
     assert answers["oversized"] == (400, "atkproxy")
     assert answers["server"] == "atkproxy"  # no versions
-    [bad] = [line for line in lines if line["event"] == "bad request"]
-    assert (bad["logger"], bad["level"]) == ("aiohttp.server", "warning")
+    [bad] = [line for line in lines if line["event"] == "malformed request"]
+    assert (bad["logger"], bad["level"], bad["status"]) == ("atkproxy.http", "warning", 400)
     access = [line for line in lines if line.get("logger") == "atkproxy.access"]
     [accepted] = [line for line in access if line["method"] == "POST"]
     assert accepted["path"] == "/orders"  # no query: it may carry a credential
