@@ -179,12 +179,18 @@ async def test_callback_credentials_without_an_allow_list_refuse_to_start() -> N
     assert "callback.destinations.allow" in out and "s3cr3t-value" not in out + err
 
 
-async def test_unopenable_store_names_the_key() -> None:
-    code, out, _ = await run("-D", "store.url=sqlite:////proc/none/jobs.db", "-D", "listen.port=0")
+@pytest.mark.parametrize("kind", ["unopenable", "corrupt"])
+async def test_a_store_that_cannot_open_is_one_line_and_exit_2(tmp_path: Path, kind: str) -> None:
+    path = Path("/proc/none/jobs.db")
+    if kind == "corrupt":
+        path = tmp_path / "jobs.db"
+        path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 64)
+    code, out, err = await run("-D", f"store.url=sqlite:///{path}", "-D", "listen.port=0")
     assert code == 2
-    [*_, last] = json_lines(out)
+    [*_, last] = json_lines(out)  # every line JSON: no traceback
     assert (last["event"], last["level"]) == ("cannot start", "critical")
-    assert last["error"].startswith("store.url: cannot open sqlite:////proc/none/jobs.db")
+    assert last["error"].startswith(f"store.url: cannot open sqlite:///{path}")
+    assert "\n" not in last["error"] and "Traceback" not in out + err
 
 
 async def test_version_comes_from_the_package_metadata() -> None:
