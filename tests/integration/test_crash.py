@@ -97,6 +97,7 @@ class Burst:
     def __init__(self, base: str, callback: str, wanted: int) -> None:
         self.base, self.callback, self.wanted = base, callback, wanted
         self.accepted: list[str] = []
+        self.grew = asyncio.Event()
 
     async def client(self, session: aiohttp.ClientSession, n: int) -> None:
         headers = {**ASYNC, "X-ATK-Callback": self.callback}
@@ -105,6 +106,7 @@ class Burst:
                 async with session.post(f"{self.base}/orders/{n}", json={}, headers=headers) as r:
                     if r.status == 202:
                         self.accepted.append(r.headers["X-ATK-Job"])
+                        self.grew.set()
             except aiohttp.ClientError:
                 await asyncio.sleep(0.02)  # the proxy is down: try again until it is back
 
@@ -128,7 +130,8 @@ async def test_kill_at_random_moments_during_a_burst_loses_no_accepted_job(
         marks = sorted(rng.sample(range(20, burst.wanted - 20), 4))
         for mark in marks:
             while len(burst.accepted) < mark:
-                await asyncio.sleep(0.005)
+                burst.grew.clear()
+                await burst.grew.wait()
             await kill(proxy)
             kills += 1
             proxy = await start_proxy(*config)
