@@ -283,7 +283,7 @@ class Probed:
     `probe_answers` in turn (0: drop the connection), then 200 (the instance is active)."""
 
     def __init__(self, probe_answers: list[int]) -> None:
-        self.probe_answers = probe_answers
+        self.probe_answers = list(probe_answers)  # a copy: the test table is shared
         self.probes = 0
         self.app = web.Application()
         self.app.router.add_post("/orders", self.start)
