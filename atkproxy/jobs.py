@@ -75,6 +75,7 @@ class UpstreamResult:
     headers: Headers
     body: bytes
     error: str | None = None
+    not_sent: bool = False  # the request never reached the upstream: safe to run again
 
     @property
     def content_type(self) -> str | None:

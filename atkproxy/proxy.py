@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .accept import ASYNC_METHODS, requested_mode
 from .errors import Rejected, json_error
-from .forward import CHUNK, Streamed, Upstream, UpstreamError, hop_filtered, upstream_headers
+from .forward import Upstream
+from .headers import forward_headers, response_headers
 from .keys import ACCEPTOR, UPSTREAM
+from .upstream import CHUNK, Answer, UpstreamError
 
 log = structlog.get_logger("atkproxy.proxy")
 
@@ -32,7 +35,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamResponse:
-    headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
+    headers = forward_headers(request.headers.items(), request.remote, request.scheme, request.host)
     body = request.content.iter_chunked(CHUNK) if request.body_exists else None
     try:
         async with upstream.stream(request.method, request.raw_path, headers, body) as answer:
@@ -51,10 +54,12 @@ async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamRe
         return json_error(exc.status, str(exc))
 
 
-async def relay(request: web.Request, answer: Streamed) -> web.StreamResponse:
+async def relay(request: web.Request, answer: Answer) -> web.StreamResponse:
     """Stream the upstream's answer to the client; past its start, a failure cuts the line."""
     response = web.StreamResponse(
-        status=answer.status, reason=answer.response.reason, headers=hop_filtered(answer.headers)
+        status=answer.status,
+        reason=answer.reason,
+        headers=CIMultiDict(response_headers(answer.headers.items())),
     )
     try:
         await response.prepare(request)
