@@ -2,7 +2,8 @@
 
     headers.py     header hygiene (pure)
     upstream.py    the error tree, failed_result, error_body, read_limited, CHUNK, Body
-    aioclient.py   the client on aiohttp's ClientSession (AiohttpUpstream, Streamed)
+    http1.py       the upstream client (Http1Upstream, its Answer): keep-alive HTTP/1.1 on httptools
+    aioclient.py   the client on aiohttp's ClientSession (AiohttpUpstream, Streamed): the reference
 
 Import from those; these names stay until every importer has moved.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from .aioclient import AiohttpUpstream, Streamed, upstream_errors
 from .headers import HOP_BY_HOP, header_pairs, hop_filtered, upstream_headers
+from .http1 import Http1Upstream
 from .upstream import (
     CHUNK,
     AnswerTooLarge,
@@ -24,7 +26,7 @@ from .upstream import (
     read_limited,
 )
 
-Upstream = AiohttpUpstream
+Upstream = Http1Upstream
 
 __all__ = [
     "CHUNK",
@@ -32,6 +34,7 @@ __all__ = [
     "AiohttpUpstream",
     "AnswerTooLarge",
     "Body",
+    "Http1Upstream",
     "Streamed",
     "Upstream",
     "UpstreamError",

@@ -11,7 +11,7 @@ from .errors import Rejected, json_error
 from .forward import Upstream
 from .headers import forward_headers, response_headers
 from .keys import ACCEPTOR, UPSTREAM
-from .upstream import CHUNK, Answer, UpstreamError
+from .upstream import CHUNK, Answer, Body, UpstreamError
 
 log = structlog.get_logger("atkproxy.proxy")
 
@@ -36,7 +36,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamResponse:
     headers = forward_headers(request.headers.items(), request.remote, request.scheme, request.host)
-    body = request.content.iter_chunked(CHUNK) if request.body_exists else None
+    body = await request_body(request)
     try:
         async with upstream.stream(request.method, request.raw_path, headers, body) as answer:
             return await relay(request, answer)
@@ -52,6 +52,16 @@ async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamRe
                 path=request.path,
             )
         return json_error(exc.status, str(exc))
+
+
+async def request_body(request: web.Request) -> Body:
+    """A small body of known length in memory (it goes upstream in one write), else a stream."""
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if length is not None and length <= CHUNK:
+        return await request.read()
+    return request.content.iter_chunked(CHUNK)
 
 
 async def relay(request: web.Request, answer: Answer) -> web.StreamResponse:
