@@ -50,6 +50,15 @@ class Streamed:
     headers: CIMultiDictProxy[str]
     response: aiohttp.ClientResponse
 
+    @property
+    def pairs(self) -> Headers:
+        return list(self.headers.items())
+
+    complete = False  # aiohttp's client does not say
+
+    def ready_body(self) -> bytes:
+        raise NotImplementedError("aiohttp's client has no ready body: read chunks()")
+
     async def chunks(self) -> AsyncIterator[bytes]:
         async with upstream_errors():
             async for chunk in self.response.content.iter_any():

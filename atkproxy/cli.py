@@ -11,8 +11,8 @@ from pathlib import Path
 
 import structlog
 import yaml
-from aiohttp import web
 
+from . import server
 from .app import create_app
 from .auth import describe
 from .observability import configure_logging
@@ -88,14 +88,13 @@ def serve(settings: Settings) -> None:
         upstream=settings.upstream.url,
         store=settings.store.url.split("://")[0],
     )
-    web.run_app(
+    server.run(
         create_app(settings),
-        host=settings.listen.host,
-        port=settings.listen.port,
-        loop=new_loop(),
-        access_log=None,
-        print=None,
+        settings.listen.host,
+        settings.listen.port,
+        new_loop(),
         shutdown_timeout=settings.async_.drain_timeout,
+        access_log=None,
     )
 
 

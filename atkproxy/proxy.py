@@ -14,6 +14,7 @@ from .keys import ACCEPTOR, UPSTREAM
 from .upstream import CHUNK, Answer, Body, UpstreamError
 
 log = structlog.get_logger("atkproxy.proxy")
+NO_BODY = frozenset({204, 304})
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -66,11 +67,13 @@ async def request_body(request: web.Request) -> Body:
 
 async def relay(request: web.Request, answer: Answer) -> web.StreamResponse:
     """Stream the upstream's answer to the client; past its start, a failure cuts the line."""
-    response = web.StreamResponse(
-        status=answer.status,
-        reason=answer.reason,
-        headers=CIMultiDict(response_headers(answer.headers.items())),
-    )
+    headers = CIMultiDict(response_headers(answer.pairs))
+    if answer.complete and answer.status not in NO_BODY and request.method != "HEAD":
+        # all of it has arrived: head and body leave in one write
+        return web.Response(
+            status=answer.status, reason=answer.reason, headers=headers, body=answer.ready_body()
+        )
+    response = web.StreamResponse(status=answer.status, reason=answer.reason, headers=headers)
     try:
         await response.prepare(request)
         async for chunk in answer.chunks():

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from multidict import CIMultiDictProxy
 
-from .jobs import UpstreamResult
+from .jobs import Headers, UpstreamResult
 
 CHUNK = 64 * 1024
 
@@ -55,6 +55,15 @@ class Answer(Protocol):
     def reason(self) -> str | None: ...
     @property
     def headers(self) -> CIMultiDictProxy[str]: ...
+    @property
+    def pairs(self) -> Headers:
+        """The headers as a list, as they came."""
+
+    @property
+    def complete(self) -> bool:
+        """The whole body has arrived: `ready_body()` has it."""
+
+    def ready_body(self) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
 
 
