@@ -21,7 +21,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import cast
 
 import httptools
@@ -302,7 +302,10 @@ class Connection(asyncio.Protocol):
     async def answer(self) -> Answer:
         while not self.headers_done:
             await self._wait()
-        pairs = [(_decode(n), _decode(v)) for n, v in self._raw]
+        pairs = [
+            (n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+            for n, v in self._raw
+        ]
         return Answer(self, self._status, _decode(self._reason), pairs)
 
     def take_all(self) -> bytes:
@@ -456,6 +459,27 @@ def _replayable(method: str, body: Body) -> bool:
     return method in IDEMPOTENT and (body is None or isinstance(body, bytes))
 
 
+class _Exchange:
+    """`Http1Upstream.stream`'s context: a class, as the generator-based one cost more."""
+
+    __slots__ = ("_args", "_conn", "_upstream")
+
+    def __init__(
+        self, upstream: Http1Upstream, method: str, head: bytes, body: Body, length: int | None
+    ) -> None:
+        self._upstream = upstream
+        self._args = (method, head, body, length)
+        self._conn: Connection | None = None
+
+    async def __aenter__(self) -> Answer:
+        self._conn, answer = await self._upstream._exchange(*self._args)
+        return answer
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._conn is not None:
+            self._upstream._pool.release(self._conn)
+
+
 class Http1Upstream:
     """The one way to the backend: streaming for pass-through, buffered for jobs."""
 
@@ -468,16 +492,12 @@ class Http1Upstream:
         self._host = url.raw_authority
         self._pool = Pool(url, max_connections, timeout, connect_timeout)
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self, method: str, path_qs: str, headers: Pairs, body: Body
-    ) -> AsyncIterator[Answer]:
+    ) -> AbstractAsyncContextManager[Answer]:
+        """The answer to one request, its body still to be read inside the context."""
         head, length = request_head(method, self._prefix + path_qs, self._host, headers, body)
-        conn, answer = await self._exchange(method, head, body, length)
-        try:
-            yield answer
-        finally:
-            self._pool.release(conn)
+        return _Exchange(self, method, head, body, length)
 
     async def _exchange(
         self, method: str, head: bytes, body: Body, length: int | None
