@@ -60,20 +60,24 @@ async def request_body(request: web.Request) -> Body:
     if not request.body_exists:
         return None
     length = request.content_length
-    if length is not None and length <= CHUNK:
-        return await request.read()
-    return request.content.iter_chunked(CHUNK)
+    if length is None or length > CHUNK:
+        return request.content.iter_chunked(CHUNK)
+    if request.content.is_eof():  # the usual case: it came in with the head
+        return request.content.read_nowait()
+    return await request.read()
 
 
 async def relay(request: web.Request, answer: Answer) -> web.StreamResponse:
     """Stream the upstream's answer to the client; past its start, a failure cuts the line."""
-    headers = CIMultiDict(response_headers(answer.pairs))
+    headers = response_headers(answer.pairs)
     if answer.complete and answer.status not in NO_BODY and request.method != "HEAD":
         # all of it has arrived: head and body leave in one write
         return web.Response(
             status=answer.status, reason=answer.reason, headers=headers, body=answer.ready_body()
         )
-    response = web.StreamResponse(status=answer.status, reason=answer.reason, headers=headers)
+    response = web.StreamResponse(
+        status=answer.status, reason=answer.reason, headers=CIMultiDict(headers)
+    )
     try:
         await response.prepare(request)
         async for chunk in answer.chunks():
