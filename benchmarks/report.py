@@ -38,6 +38,7 @@ VIAS = {
     "atk": "atkproxy pass-through",
     "atkdef": "atkproxy pass-through, logging at its default",
     "atkbase": "atkproxy before (BENCH_ATK_BASELINE) pass-through",
+    "floor": "aiohttp's low-level server answering by itself (benchmarks/floor_server.py)",
 }
 SCENARIOS = {
     f"{r}-{v}": (request, via) for r, request in REQUESTS.items() for v, via in VIAS.items()
@@ -57,6 +58,7 @@ RATIO_PAIRS = [
     ("atkproxy before / haproxy", "atkbase", "haproxy"),
     ("atkproxy before / plain aiohttp proxy", "atkbase", "plain"),
     ("nginx / direct", "nginx", "direct"),
+    ("aiohttp server alone / atkproxy", "floor", "atk"),
 ]
 
 
@@ -375,7 +377,7 @@ def rss_lines(meta: dict[str, str]) -> list[str]:
         return []
     lines = ["| process | RSS at idle (after start) | RSS after the load | peak RSS (VmHWM) |",
              "|---|--:|--:|--:|"]  # fmt: skip
-    for proc in ("atkproxy", "atkdef", "atkbase", "plain", "backend", "nginx", "haproxy"):
+    for proc in ("atkproxy", "atkdef", "atkbase", "plain", "floor", "backend", "nginx", "haproxy"):
         if f"rss_idle_{proc}" in meta:
             lines.append(
                 f"| {proc} | {meta[f'rss_idle_{proc}']} | {meta.get(f'rss_after_{proc}', '-')} "

@@ -13,11 +13,12 @@
 #   BENCH_SCENARIOS="..."    subset/order of REQUEST-VIA: REQUEST get, post or async; VIA
 #                            direct, nginx, haproxy, plain (benchmarks/plain_proxy.py), atk
 #                            (atkproxy, log level warning), atkdef (atkproxy, logging at its
-#                            default), atkbase (atkproxy from BENCH_ATK_BASELINE)
+#                            default), atkbase (atkproxy from BENCH_ATK_BASELINE), floor
+#                            (benchmarks/floor_server.py: aiohttp's server answering by itself)
 #                            default: get-direct get-nginx get-haproxy get-atk
 #                                     post-direct post-nginx post-atk async-atk
 #   BENCH_PORT_BASE=18180    atkproxy on +0, backend +1, nginx +2, haproxy +3, plain +4,
-#                            atkdef +5, atkbase +6
+#                            atkdef +5, atkbase +6, floor +7
 #   BENCH_BACKEND_APP=minimal  or "example" (atkproxy's demo registrations workflow), or
 #                            "nginx-json" (nginx answering every request with a fixed JSON body:
 #                            a backend that costs next to nothing)
@@ -57,6 +58,7 @@ HAPROXY_PORT=$((PORT_BASE + 3))
 PLAIN_PORT=$((PORT_BASE + 4))
 ATKDEF_PORT=$((PORT_BASE + 5))
 ATKBASE_PORT=$((PORT_BASE + 6))
+FLOOR_PORT=$((PORT_BASE + 7))
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -83,7 +85,7 @@ for scenario in "${LIST[@]}"; do
     *) die "unknown scenario '$scenario'" ;;
   esac
   case ${scenario#*-} in
-    direct | nginx | haproxy | plain | atk | atkdef) ;;
+    direct | nginx | haproxy | plain | atk | atkdef | floor) ;;
     atkbase) [[ -d ${BENCH_ATK_BASELINE:-}/atkproxy ]] || die "$scenario needs BENCH_ATK_BASELINE=DIR holding atkproxy/" ;;
     *) die "unknown scenario '$scenario'" ;;
   esac
@@ -180,7 +182,7 @@ mem() { # mem PID FIELD: VmRSS or VmHWM in MiB
   awk -v k="$2:" '$1 == k { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "-"
 }
 
-for port in "$ATK_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$PLAIN_PORT" "$ATKDEF_PORT" "$ATKBASE_PORT"; do
+for port in "$ATK_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$PLAIN_PORT" "$ATKDEF_PORT" "$ATKBASE_PORT" "$FLOOR_PORT"; do
   port_open "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE)"
 done
 
@@ -290,6 +292,10 @@ if wants plain; then
   start plain "$PY" "$HERE/plain_proxy.py" --port "$PLAIN_PORT" --upstream "http://127.0.0.1:$BACKEND_PORT"
   wait_port plain "$PLAIN_PORT"
 fi
+if wants floor; then
+  start floor "$PY" "$HERE/floor_server.py" --port "$FLOOR_PORT"
+  wait_port floor "$FLOOR_PORT"
+fi
 atk_args "$ATK_PORT" "$JOBS_DB" -D logging.level=warning -D logging.format=json
 start atkproxy "$PY" "${ATK_ARGS[@]}"
 wait_port atkproxy "$ATK_PORT"
@@ -309,7 +315,7 @@ fi
 
 # processes whose CPU time is counted per run (nginx's work is done by its worker)
 declare -A CPU_PID=([backend]=${PID[backend]} [atkproxy]=${PID[atkproxy]})
-for name in plain atkdef atkbase; do
+for name in plain atkdef atkbase floor; do
   if [[ -n ${PID[$name]:-} ]]; then CPU_PID[$name]=${PID[$name]}; fi
 done
 if [[ $BACKEND_APP == nginx-json ]]; then  # its worker does the work
@@ -345,7 +351,7 @@ META="$WORK/meta.env"
   if [[ -n ${BENCH_ATK_BASELINE:-} ]]; then echo "baseline=$(cat "$BENCH_ATK_BASELINE/COMMIT" 2>/dev/null || echo unknown)"; fi
   echo "store_fs=$(df -PT "$STORE_DIR" | awk 'NR == 2 { print $2 }')"
   echo "settings=wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds, ${WARMUP}s warm-up, backend app $BACKEND_APP${BENCH_WRK_CPUS:+, wrk on CPUs $BENCH_WRK_CPUS}${BENCH_SERVER_CPUS:+, servers on CPUs $BENCH_SERVER_CPUS}"
-  for name in atkproxy atkdef atkbase plain backend nginx haproxy; do
+  for name in atkproxy atkdef atkbase plain floor backend nginx haproxy; do
     if [[ -n ${CPU_PID[$name]:-} ]]; then echo "rss_idle_$name=$(mem "${CPU_PID[$name]}" VmRSS)"; fi
   done
 } >"$META"
@@ -369,6 +375,7 @@ expect 200 "GET atkproxy" "http://127.0.0.1:$ATK_PORT/hello"
 if [[ -n ${PID[plain]:-} ]]; then expect 200 "GET plain" "http://127.0.0.1:$PLAIN_PORT/hello"; fi
 if [[ -n ${PID[atkdef]:-} ]]; then expect 200 "GET atkdef" "http://127.0.0.1:$ATKDEF_PORT/hello"; fi
 if [[ -n ${PID[atkbase]:-} ]]; then expect 200 "GET atkbase" "http://127.0.0.1:$ATKBASE_PORT/hello"; fi
+if [[ -n ${PID[floor]:-} ]]; then expect 200 "GET floor" "http://127.0.0.1:$FLOOR_PORT/hello"; fi
 expect 200 "POST atkproxy" -H 'Content-Type: application/json' -d "$BODY" "http://127.0.0.1:$ATK_PORT/registrations"
 expect 202 "POST atkproxy async" -H 'Content-Type: application/json' -H 'X-ATK-Mode: async' \
   -d "$BODY" "http://127.0.0.1:$ATK_PORT/registrations"
@@ -392,6 +399,7 @@ target() { # scenario -> "KIND URL"
     *-plain) port=$PLAIN_PORT ;;
     *-atkdef) port=$ATKDEF_PORT ;;
     *-atkbase) port=$ATKBASE_PORT ;;
+    *-floor) port=$FLOOR_PORT ;;
   esac
   echo "$kind http://127.0.0.1:$port$path"
 }
@@ -430,7 +438,7 @@ run_one() { # run_one OUTFILE SECONDS SCENARIO
   # what atkproxy logged meanwhile: unhandled exceptions (tracebacks) and rejections
   fresh=$(tail -n "+$((log_before + 1))" "$WORK/atkproxy.log")
   echo "ATKLOG $(grep -c '^Traceback' <<<"$fresh" || true) $(grep -c '"request rejected"' <<<"$fresh" || true)" >>"$out"
-  for name in backend nginx haproxy plain atkproxy atkdef atkbase; do
+  for name in backend nginx haproxy plain floor atkproxy atkdef atkbase; do
     if [[ -n ${PID[$name]:-} ]] && ! kill -0 "${PID[$name]}" 2>/dev/null; then
       tail -n 30 "$WORK/$name.log" >&2
       die "$name died during $scenario"
@@ -471,7 +479,7 @@ fi
 
 sleep 1
 {
-  for name in atkproxy atkdef atkbase plain backend nginx haproxy; do
+  for name in atkproxy atkdef atkbase plain floor backend nginx haproxy; do
     if [[ -n ${CPU_PID[$name]:-} ]]; then
       echo "rss_after_$name=$(mem "${CPU_PID[$name]}" VmRSS)"
       echo "hwm_after_$name=$(mem "${CPU_PID[$name]}" VmHWM)"
