@@ -138,11 +138,10 @@ class Connection(asyncio.Protocol):
     def finish(self) -> bool:
         """The request is over; True when the connection can serve another."""
         self._active = False
-        reusable = (
-            self.complete and self.keep_alive and not (self.closed or self._spoiled or self._body)
-        )
         self.reused = True
-        return reusable
+        if self._body:  # a complete answer nobody read (a status probe): the line is clean
+            self.take_all()
+        return self.complete and self.keep_alive and not (self.closed or self._spoiled)
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -156,8 +155,8 @@ class Connection(asyncio.Protocol):
         self._got_any = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamUnavailable(f"upstream unavailable: bad answer ({exc})"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(UpstreamUnavailable(f"upstream unavailable: bad answer ({exc!r})"))
             self.close()
 
     def eof_received(self) -> bool:
@@ -335,12 +334,19 @@ class Connection(asyncio.Protocol):
 class Pool:
     """At most `size` connections to one origin, idle ones reused last-in first-out."""
 
-    def __init__(self, url: URL, size: int, timeout: float, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        url: URL,
+        size: int,
+        timeout: float,
+        connect_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = url.raw_host or ""
         self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if url.scheme == "https" else None
-        )
+        self.ssl: ssl.SSLContext | None = None
+        if url.scheme == "https":
+            self.ssl = ssl_context or ssl.create_default_context()
         self.size = size
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -484,13 +490,18 @@ class Http1Upstream:
     """The one way to the backend: streaming for pass-through, buffered for jobs."""
 
     def __init__(
-        self, base_url: str, timeout: float, connect_timeout: float, max_connections: int
+        self,
+        base_url: str,
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int,
+        ssl_context: ssl.SSLContext | None = None,  # https: the system's trust store if None
     ) -> None:
         self.base_url = base_url.rstrip("/")
         url = URL(self.base_url)
         self._prefix = url.raw_path.rstrip("/")
         self._host = url.raw_authority
-        self._pool = Pool(url, max_connections, timeout, connect_timeout)
+        self._pool = Pool(url, max_connections, timeout, connect_timeout, ssl_context)
 
     def stream(
         self, method: str, path_qs: str, headers: Pairs, body: Body

@@ -22,6 +22,7 @@ from .errors import Rejected
 from .keys import SETTINGS, UPSTREAM
 from .proxy import pass_through
 
+EXPECT = "Expect"
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
@@ -34,7 +35,8 @@ class Dispatcher:
         self._upstream = app[UPSTREAM]
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        if not request.path.startswith(self._prefix):
+        # Expect: 100-continue is answered by the application's route (its expect handler)
+        if not request.path.startswith(self._prefix) and EXPECT not in request.headers:
             try:
                 mode = requested_mode(request.headers)
             except Rejected:

@@ -159,7 +159,7 @@ def profile_top(path: Path, top: int = 15) -> list[str]:
         if not count.isdigit():
             continue
         total += int(count)
-        leaf = stack.rsplit(";", 1)[-1]
+        leaf = stack.rsplit(";", 1)[-1] or "(a thread with no Python frame)"
         leaves[re.sub(r"^(.*?) \((?:.*/)?([^/]+/[^/]+?):\d+\)$", r"\1 (\2)", leaf)] += int(count)
     if not total:
         return []

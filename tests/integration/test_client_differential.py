@@ -5,11 +5,14 @@ backend, nginx, and a raw asyncio server for what those never do), give the same
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,6 +23,10 @@ from typing import Any
 import pytest
 import uvloop
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,6 +44,7 @@ Client = Http1Upstream | AiohttpUpstream
 Outcome = tuple[int, Headers, bytes] | str
 BodyMaker = Callable[[], Body]
 # headers that differ between two answers of the same server for reasons of time alone
+LOCALHOST = ipaddress.ip_address("127.0.0.1")
 VOLATILE = {"date", "last-modified", "etag", "expires"}
 
 
@@ -567,6 +575,79 @@ async def test_repeated_names_in_any_case_all_arrive(upstream_url: str) -> None:
         assert [v for k, v in seen if k == "x-a"] == ["1", "2", "3"]
     finally:
         await ours.close()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that signs itself, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(LOCALHOST)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_upstream(aiohttp_server: ServerFactory, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    server = await aiohttp_server(Upstream().app, ssl=served)
+    url = str(server.make_url("")).rstrip("/")
+    assert url.startswith("https://")
+    trusting = Http1Upstream(url, 5.0, 5.0, 2, ssl.create_default_context(cafile=str(cert)))
+    default = Http1Upstream(url, 5.0, 5.0, 2)
+    try:
+        for _ in range(2):  # the second time over the pooled TLS connection
+            result = await trusting.call(UpstreamRequest("POST", "/seen", [], b"tls"), 10_000)
+            assert (result.status, json.loads(result.body)["length"]) == (200, 3)
+        assert len(trusting._pool._open) == 1
+        refused = await default.call(UpstreamRequest("GET", "/seen", [], b""), 10_000)
+        assert (refused.status, refused.not_sent) == (502, True)  # not trusted: never sent
+    finally:
+        await trusting.close()
+        await default.close()
+
+
+async def test_a_status_probe_leaves_its_connection_reusable(upstream_url: str) -> None:
+    ours = Http1Upstream(upstream_url, 5.0, 5.0, 4)
+    try:
+        for _ in range(3):
+            assert await ours.get_status("/status/404", []) == 404
+        assert (len(ours._pool._open), len(ours._pool._idle)) == (1, 1)
+    finally:
+        await ours.close()
+
+
+async def switching(head: bytes, _: int, w: asyncio.StreamWriter) -> bool:
+    w.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")
+    return True
+
+
+async def test_an_upgrade_is_no_answer(pair_of: PairOf) -> None:
+    async with raw_server(switching) as (url, _):
+        ours, _ = pair_of(url)
+        result = await ours.call(UpstreamRequest("GET", "/", [], b""), 1000)
+        assert (result.status, result.not_sent) == (502, False)
+        assert result.error is not None and result.error.startswith("upstream unavailable: bad")
 
 
 async def test_a_body_after_a_head_answer_is_dropped(upstream_url: str) -> None:

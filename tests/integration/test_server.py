@@ -3,6 +3,7 @@ management API, async requests and rejected ones still go through it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -59,3 +60,13 @@ async def test_dispatch(
         assert r.status == status
         await r.read()
     assert routed == ([path] if via_router else [])
+
+
+async def test_expect_100_continue_is_answered(
+    proxy: TestClient[Any, Any], routed: list[str]
+) -> None:
+    # aiohttp's client waits for the 100 before it sends the body
+    async with asyncio.timeout(5), proxy.post("/things", data=b"x" * 10, expect100=True) as r:
+        assert r.status == 200
+        assert (await r.json())["body"] == "x" * 10
+    assert routed == ["/things"]
