@@ -17,12 +17,13 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.web_runner import GracefulExit
 
-from .accept import ASYNC_METHODS, requested_mode
+from .accept import ASYNC_METHODS, MODE, requested_mode
 from .errors import Rejected
 from .keys import SETTINGS, UPSTREAM
 from .proxy import pass_through
 
 EXPECT = "Expect"
+PREFER = "Prefer"
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
@@ -35,16 +36,24 @@ class Dispatcher:
         self._upstream = app[UPSTREAM]
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        # Expect: 100-continue is answered by the application's route (its expect handler)
-        if not request.path.startswith(self._prefix) and EXPECT not in request.headers:
-            try:
-                mode = requested_mode(request.headers)
-            except Rejected:
-                return await self._routed(request)  # the application answers and logs it
-            if not (mode.is_async and request.method in ASYNC_METHODS):
-                # the server's request factory is the application's: a web.Request
-                return await pass_through(cast(web.Request, request), self._upstream)
+        if self._direct(request):
+            # the server's request factory is the application's: a web.Request
+            return await pass_through(cast(web.Request, request), self._upstream)
         return await self._routed(request)
+
+    def _direct(self, request: web.BaseRequest) -> bool:
+        """Pass-through needing nothing of the application: not under the management prefix,
+        no Expect (the route's expect handler answers it), no async opt-in."""
+        headers = request.headers
+        if EXPECT in headers or request.path.startswith(self._prefix):
+            return False
+        if MODE not in headers and PREFER not in headers:
+            return True  # the usual request: nothing to parse
+        try:
+            mode = requested_mode(headers)
+        except Rejected:
+            return False  # the application answers and logs it
+        return not (mode.is_async and request.method in ASYNC_METHODS)
 
 
 class ProxyRunner(web.AppRunner):

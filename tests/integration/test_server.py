@@ -44,6 +44,10 @@ async def proxy(
         pytest.param("GET", "/_atkish", {}, 200, True, id="prefix-lookalike-routed"),
         pytest.param("GET", "/_atk/health", {}, 200, True, id="management"),
         pytest.param("POST", "/things", ASYNC, 202, True, id="async"),
+        pytest.param("POST", "/things", {"Prefer": "respond-async"}, 202, True, id="prefer"),
+        pytest.param(
+            "POST", "/things", {"Prefer": "return=minimal"}, 200, False, id="prefer-other"
+        ),
         pytest.param("POST", "/things", {"X-ATK-Mode": "bogus"}, 400, True, id="rejected"),
     ],
 )
