@@ -280,6 +280,12 @@ class Connection(asyncio.Protocol):
         if self._write_paused:
             await self._drain()
 
+    def send_now(self, data: bytes) -> bool:
+        """Write without waiting; False when the transport wants a drain (`send(b"", ...)`)."""
+        assert self.transport is not None
+        self.transport.write(data)
+        return not self._write_paused
+
     async def _send_stream(self, body: AsyncIterable[bytes], chunked: bool) -> None:
         assert self.transport is not None
         async for chunk in body:
@@ -353,6 +359,14 @@ class Pool:
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def idle(self) -> Connection | None:
+        """A pooled connection still open, without waiting; None when there is none."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                return conn
+        return None
 
     async def acquire(self, fresh: bool = False) -> Connection:
         while True:
@@ -513,7 +527,7 @@ class Http1Upstream:
     async def _exchange(
         self, method: str, head: bytes, body: Body, length: int | None
     ) -> tuple[Connection, Answer]:
-        conn = await self._pool.acquire()
+        conn = self._pool.idle() or await self._pool.acquire()
         try:
             return conn, await self._attempt(conn, method, head, body, length)
         except _Stale as stale:
@@ -529,7 +543,11 @@ class Http1Upstream:
         try:
             if conn.closed:  # closed before a byte went out
                 raise _Stale(sent=False)
-            await conn.send(head, body, length)
+            if body is None or type(body) is bytes:  # the usual case: no coroutine to write
+                if not conn.send_now(head + body if body else head):
+                    await conn.send(b"", None, length)  # nothing more to write: it drains
+            else:
+                await conn.send(head, body, length)
             return await conn.answer()
         except BaseException:
             self._pool.release(conn)
