@@ -90,6 +90,11 @@ def stream_of(data: bytes, piece: int = 7000) -> BodyMaker:
     return chunks
 
 
+# pytest-asyncio's replacement (a loop-factories hook) would parametrize every test in the
+# directory; this module alone runs on both loops
+pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture')
+
+
 @pytest.fixture(scope="module", params=["asyncio", "uvloop"])
 def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
     """Every test twice: on asyncio's own loop and on uvloop, which `atkproxy serve` runs."""
