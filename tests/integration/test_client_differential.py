@@ -5,6 +5,7 @@ backend, nginx, and a raw asyncio server for what those never do), give the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import ipaddress
@@ -523,6 +524,34 @@ async def test_refused_is_not_reached(pair_of: PairOf) -> None:
         result = await client.call(request, 1000)
         assert (result.status, result.not_sent) == (502, True)
         assert await client.get_status("/x", []) is None
+
+
+async def test_connect_timeout_is_not_reached() -> None:
+    # a listener that never accepts, its backlog full: the kernel drops further SYNs
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = [socket.socket() for _ in range(3)]
+        try:
+            for sock in queued:
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.connect(("127.0.0.1", port))
+            pair = (
+                Http1Upstream(f"http://127.0.0.1:{port}", 5.0, 0.2, 2),
+                AiohttpUpstream(f"http://127.0.0.1:{port}", 5.0, 0.2, 2),
+            )
+            try:
+                assert await both(pair, "GET", "/") == "UpstreamNotReached: 502"
+                result = await pair[0].call(UpstreamRequest("GET", "/", [], b""), 100)
+                assert (result.error, result.not_sent) == ("upstream not reached in time", True)
+            finally:
+                for client in pair:
+                    await client.close()
+        finally:
+            for sock in queued:
+                sock.close()
 
 
 async def test_no_free_connection_in_time_is_not_reached(upstream_url: str) -> None:
