@@ -96,5 +96,16 @@ def run(
             main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 loop.run_until_complete(main)
+        cancel_the_rest(loop)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def cancel_the_rest(loop: asyncio.AbstractEventLoop) -> None:
+    """Tasks still pending after the cleanup are cancelled and awaited, as web.run_app does,
+    so none is destroyed pending when the loop closes."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
