@@ -182,22 +182,20 @@ class Engine:
                     await self._wake.wait()
 
     async def _claim(self, lane: Lane) -> int:
-        wanted = lane.slots.take(lane.slots.free)
+        wanted = lane.slots.free  # not taken meanwhile: an accept may still start at once
         if not wanted:
             return 0
         now = time.time()
-        try:
-            jobs = await self._store.claim(
-                self.worker.owner, lane.states, now, now + self.worker.lease, wanted
-            )
-        finally:
-            lane.slots.give(wanted)
+        owner = self.worker.owner
+        jobs = await self._store.claim(owner, lane.states, now, now + self.worker.lease, wanted)
         self.admission.claimed(sum(job.state is JobState.ACCEPTED for job in jobs))
         for job in jobs:
             if job.id in self._held:
                 self._claimed_while_held.add(job.id)
             elif lane.slots.take() == 1:
                 self._start(job, lane)
+            else:  # accepts took the slots meanwhile: the job goes back to the store
+                self._hand_back.add(job.id)
         return len(jobs)
 
     async def _hand_back_leases(self) -> None:

@@ -17,12 +17,12 @@ import signal
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from .app import create_app
 from .drain import drain_grace
 from .keys import DRAINING, SHUTDOWN_DEADLINE
 from .observability import AccessLogger
+from .server import ProxyRunner, RequestHandler
 from .settings import Settings
 
 log = structlog.get_logger("atkproxy")
@@ -40,16 +40,20 @@ class InFlight:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.count += 1
-        self.idle.clear()
-        try:
-            return await handler(request)
-        finally:
-            self.count -= 1
-            if self.count == 0:
-                self.idle.set()
+    def track(self, handler: RequestHandler) -> RequestHandler:
+        """`handler`, counted: every request the server hands to it, pass-through included."""
+
+        async def counted(request: web.BaseRequest) -> web.StreamResponse:
+            self.count += 1
+            self.idle.clear()
+            try:
+                return await handler(request)
+            finally:
+                self.count -= 1
+                if self.count == 0:
+                    self.idle.set()
+
+        return counted
 
     async def wait(self, timeout: float) -> int:  # noqa: ASYNC109
         """The number of requests still being handled after at most `timeout` seconds."""
@@ -64,11 +68,14 @@ async def serve(settings: Settings) -> None:
     stopped = stop_signal()  # first: a SIGTERM during the start is a stop, not a kill
     app = create_app(settings)
     in_flight = InFlight()
-    app.middlewares.append(in_flight.middleware)
     access = logging.getLogger("atkproxy.access") if settings.logging.access else None
     # handlers are waited for below; the few that outlive the deadline are cancelled at once
-    runner = web.AppRunner(
-        app, access_log_class=AccessLogger, access_log=access, shutdown_timeout=0.1
+    runner = ProxyRunner(
+        app,
+        wrap=in_flight.track,
+        access_log_class=AccessLogger,
+        access_log=access,
+        shutdown_timeout=0.1,
     )
     try:
         await runner.setup()

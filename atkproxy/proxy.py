@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .accept import ASYNC_METHODS, requested_mode
 from .errors import Rejected, json_error
-from .forward import CHUNK, Streamed, Upstream, UpstreamError, hop_filtered, upstream_headers
+from .forward import Upstream
+from .headers import forward_headers, response_headers
 from .keys import ACCEPTOR, UPSTREAM
+from .upstream import CHUNK, Answer, Body, UpstreamError
 
 log = structlog.get_logger("atkproxy.proxy")
+NO_BODY = frozenset({204, 304})
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -32,8 +36,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamResponse:
-    headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
-    body = request.content.iter_chunked(CHUNK) if request.body_exists else None
+    headers = forward_headers(request.headers.items(), request.remote, request.scheme, request.host)
+    body = await request_body(request)
     try:
         async with upstream.stream(request.method, request.raw_path, headers, body) as answer:
             return await relay(request, answer)
@@ -51,10 +55,28 @@ async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamRe
         return json_error(exc.status, str(exc))
 
 
-async def relay(request: web.Request, answer: Streamed) -> web.StreamResponse:
+async def request_body(request: web.Request) -> Body:
+    """A small body of known length in memory (it goes upstream in one write), else a stream."""
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if length is None or length > CHUNK:
+        return request.content.iter_chunked(CHUNK)
+    if request.content.is_eof():  # the usual case: it came in with the head
+        return request.content.read_nowait()
+    return await request.read()
+
+
+async def relay(request: web.Request, answer: Answer) -> web.StreamResponse:
     """Stream the upstream's answer to the client; past its start, a failure cuts the line."""
+    headers = response_headers(answer.pairs)
+    if answer.complete and answer.status not in NO_BODY and request.method != "HEAD":
+        # all of it has arrived: head and body leave in one write
+        return web.Response(
+            status=answer.status, reason=answer.reason, headers=headers, body=answer.ready_body()
+        )
     response = web.StreamResponse(
-        status=answer.status, reason=answer.response.reason, headers=hop_filtered(answer.headers)
+        status=answer.status, reason=answer.reason, headers=CIMultiDict(headers)
     )
     try:
         await response.prepare(request)

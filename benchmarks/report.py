@@ -25,17 +25,41 @@ from typing import Any
 
 UNSETTLED = ("accepted", "running", "delivering")
 
-SCENARIOS = {
-    "get-direct": ("GET /hello", "direct to the backend"),
-    "get-nginx": ("GET /hello", "nginx (1 worker, keep-alive pool)"),
-    "get-haproxy": ("GET /hello", "haproxy (1 thread, keep-alive)"),
-    "get-atk": ("GET /hello", "atkproxy pass-through"),
-    "post-direct": ("POST /registrations", "direct to the backend"),
-    "post-nginx": ("POST /registrations", "nginx (1 worker, keep-alive pool)"),
-    "post-atk": ("POST /registrations", "atkproxy pass-through"),
-    "async-atk": ("POST /registrations, X-ATK-Mode: async", "atkproxy async (202s)"),
+REQUESTS = {
+    "get": "GET /hello",
+    "post": "POST /registrations",
+    "async": "POST /registrations, X-ATK-Mode: async",
 }
-PROXY_OF = {"nginx": "nginx", "haproxy": "haproxy", "atk": "atkproxy"}
+VIAS = {
+    "direct": "direct to the backend",
+    "nginx": "nginx (1 worker, keep-alive pool)",
+    "haproxy": "haproxy (1 thread, keep-alive)",
+    "plain": "plainest aiohttp proxy (benchmarks/plain_proxy.py)",
+    "atk": "atkproxy pass-through",
+    "atkdef": "atkproxy pass-through, logging at its default",
+    "atkbase": "atkproxy before (BENCH_ATK_BASELINE) pass-through",
+    "floor": "aiohttp's low-level server answering by itself (benchmarks/floor_server.py)",
+}
+SCENARIOS = {
+    f"{r}-{v}": (request, via) for r, request in REQUESTS.items() for v, via in VIAS.items()
+}
+SCENARIOS["async-atk"] = (REQUESTS["async"], "atkproxy async (202s)")
+SCENARIOS["async-atkbase"] = (REQUESTS["async"], "atkproxy before, async (202s)")
+PROXY_OF = {v: v for v in VIAS if v != "direct"} | {"atk": "atkproxy"}
+# (label, scenario via, reference via): the ratios the report gives for each request kind
+RATIO_PAIRS = [
+    ("atkproxy / nginx", "atk", "nginx"),
+    ("atkproxy / haproxy", "atk", "haproxy"),
+    ("atkproxy / plain aiohttp proxy", "atk", "plain"),
+    ("atkproxy / direct", "atk", "direct"),
+    ("atkproxy logging at default / atkproxy", "atkdef", "atk"),
+    ("atkproxy / atkproxy before", "atk", "atkbase"),
+    ("atkproxy before / nginx", "atkbase", "nginx"),
+    ("atkproxy before / haproxy", "atkbase", "haproxy"),
+    ("atkproxy before / plain aiohttp proxy", "atkbase", "plain"),
+    ("nginx / direct", "nginx", "direct"),
+    ("aiohttp server alone / atkproxy", "floor", "atk"),
+]
 
 
 # -- the job store -------------------------------------------------------------------
@@ -95,11 +119,11 @@ def log_summary(path: str, top: int = 12) -> list[str]:
 # py-spy sees Python frames only: time in C (uvloop, the socket calls) is charged to the Python
 # frame that called it, and callbacks run by uvloop appear without the frames that scheduled them.
 PROFILE_KINDS = (
-    ("upstream client (aiohttp ClientSession: connector, request, response)",
+    ("upstream client (aiohttp ClientSession, or atkproxy's http1.py)",
      ("aiohttp/client.py", "aiohttp/client_reqrep.py", "aiohttp/client_proto.py",
-      "aiohttp/connector.py", "Upstream.", "Streamed.chunks")),
+      "aiohttp/connector.py", "Upstream.", "Streamed.chunks", "atkproxy/http1.py")),
     ("job store (record serialising, aiosqlite, sqlite3)", ("aiosqlite", "sqlite3", "/store/")),
-    ("atkproxy header hygiene", ("upstream_headers", "hop_filtered")),
+    ("atkproxy header hygiene", ("upstream_headers", "hop_filtered", "atkproxy/headers.py")),
     ("downstream server (aiohttp web: parse, route, respond)",
      ("aiohttp/web_", "aiohttp/http_", "aiohttp/streams.py", "aiohttp/base_protocol.py")),
     ("other atkproxy code (handlers, accept, jobs, logging)", ("atkproxy/", "structlog")),
@@ -124,6 +148,22 @@ def profile_summary(path: Path) -> list[str]:
     return [f"{100 * n / total:5.1f}%  {kind}" for kind, n in shares.most_common()] + [
         f"({total} samples)"
     ]
+
+
+def profile_top(path: Path, top: int = 15) -> list[str]:
+    """The functions py-spy found running (the innermost Python frame), most samples first."""
+    leaves: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        leaf = stack.rsplit(";", 1)[-1] or "(a thread with no Python frame)"
+        leaves[re.sub(r"^(.*?) \((?:.*/)?([^/]+/[^/]+?):\d+\)$", r"\1 (\2)", leaf)] += int(count)
+    if not total:
+        return []
+    return [f"{100 * n / total:5.1f}%  {leaf}" for leaf, n in leaves.most_common(top)]
 
 
 # -- runs ---------------------------------------------------------------------------
@@ -243,6 +283,7 @@ def header(meta: dict[str, str]) -> str:
         f"Python {m['python']}, aiohttp {m['aiohttp']}, uvloop {m['uvloop']}; wrk {m['wrk']}, "
         f"nginx {m['nginx']}, haproxy {meta.get('haproxy', '-')}; "
         f"atkproxy's SQLite store on {m['store_fs']}."
+        + (f" atkproxy before (atkbase): commit {meta['baseline']}." if "baseline" in meta else "")
     )
 
 
@@ -275,7 +316,9 @@ def table(work: Path) -> str:
     for profile in sorted(work.glob("profile-*.folded")):
         scenario = profile.stem.removeprefix("profile-")
         lines += ["", f"Where atkproxy's CPU went in {scenario} (py-spy samples, Python frames):",
-                  "", "```", *profile_summary(profile), "```"]  # fmt: skip
+                  "", "```", *profile_summary(profile), "```",
+                  "", "Innermost Python frames (py-spy samples):",
+                  "", "```", *profile_top(profile), "```"]  # fmt: skip
     logged = work / "atkproxy-log.txt"
     if logged.exists() and logged.read_text().strip():
         lines += ["", "What atkproxy logged over the whole run (warning and above; count, kind):",
@@ -293,14 +336,11 @@ def ratios(s: dict[str, dict[str, Any]]) -> list[str]:
         "|---|--:|--:|--:|--:|",
     ]
     pairs = [
-        ("GET atkproxy / nginx", "get-atk", "get-nginx"),
-        ("GET atkproxy / haproxy", "get-atk", "get-haproxy"),
-        ("GET atkproxy / direct", "get-atk", "get-direct"),
-        ("GET nginx / direct", "get-nginx", "get-direct"),
-        ("POST atkproxy / nginx", "post-atk", "post-nginx"),
-        ("POST atkproxy / direct", "post-atk", "post-direct"),
-        ("POST async 202s / POST atkproxy pass-through", "async-atk", "post-atk"),
+        (f"{kind.upper()} {label}", f"{kind}-{a}", f"{kind}-{b}")
+        for kind in ("get", "post")
+        for label, a, b in RATIO_PAIRS
     ]
+    pairs.append(("POST async 202s / POST atkproxy pass-through", "async-atk", "post-atk"))
     for label, a, b in pairs:
         if a in s and b in s:
             x, y = s[a], s[b]
@@ -337,7 +377,7 @@ def rss_lines(meta: dict[str, str]) -> list[str]:
         return []
     lines = ["| process | RSS at idle (after start) | RSS after the load | peak RSS (VmHWM) |",
              "|---|--:|--:|--:|"]  # fmt: skip
-    for proc in ("atkproxy", "backend", "nginx", "haproxy"):
+    for proc in ("atkproxy", "atkdef", "atkbase", "plain", "floor", "backend", "nginx", "haproxy"):
         if f"rss_idle_{proc}" in meta:
             lines.append(
                 f"| {proc} | {meta[f'rss_idle_{proc}']} | {meta.get(f'rss_after_{proc}', '-')} "

@@ -10,10 +10,20 @@
 #   BENCH_DURATION=10        seconds per wrk run          BENCH_CONNECTIONS=32   wrk -c
 #   BENCH_ROUNDS=3           rounds, scenarios rotated    BENCH_THREADS=2        wrk -t
 #   BENCH_WARMUP=2           seconds of unrecorded load per scenario before round 1 (0: none)
-#   BENCH_SCENARIOS="..."    subset/order of: get-direct get-nginx get-haproxy get-atk
-#                            post-direct post-nginx post-atk async-atk
-#   BENCH_PORT_BASE=18180    atkproxy on +0, backend +1, nginx +2, haproxy +3
-#   BENCH_BACKEND_APP=minimal  or "example" (atkproxy's demo registrations workflow)
+#   BENCH_SCENARIOS="..."    subset/order of REQUEST-VIA: REQUEST get, post or async; VIA
+#                            direct, nginx, haproxy, plain (benchmarks/plain_proxy.py), atk
+#                            (atkproxy, log level warning), atkdef (atkproxy, logging at its
+#                            default), atkbase (atkproxy from BENCH_ATK_BASELINE), floor
+#                            (benchmarks/floor_server.py: aiohttp's server answering by itself)
+#                            default: get-direct get-nginx get-haproxy get-atk
+#                                     post-direct post-nginx post-atk async-atk
+#   BENCH_PORT_BASE=18180    atkproxy on +0, backend +1, nginx +2, haproxy +3, plain +4,
+#                            atkdef +5, atkbase +6, floor +7
+#   BENCH_BACKEND_APP=minimal  or "example" (atkproxy's demo registrations workflow), or
+#                            "nginx-json" (nginx answering every request with a fixed JSON body:
+#                            a backend that costs next to nothing)
+#   BENCH_ATK_BASELINE=DIR   a directory holding another atkproxy package (e.g. an export of
+#                            main: git archive main | tar -x -C DIR) for the atkbase scenarios
 #   BENCH_ATK_DEFINES="k=v ..."  extra -D overrides for atkproxy
 #   BENCH_STORE_DIR=DIR      where atkproxy's SQLite store lives (default: the run's temp dir;
 #                            its filesystem decides what a durable commit costs)
@@ -45,6 +55,10 @@ ATK_PORT=$PORT_BASE
 BACKEND_PORT=$((PORT_BASE + 1))
 NGINX_PORT=$((PORT_BASE + 2))
 HAPROXY_PORT=$((PORT_BASE + 3))
+PLAIN_PORT=$((PORT_BASE + 4))
+ATKDEF_PORT=$((PORT_BASE + 5))
+ATKBASE_PORT=$((PORT_BASE + 6))
+FLOOR_PORT=$((PORT_BASE + 7))
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -56,8 +70,8 @@ command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
 command -v nginx >/dev/null || die "nginx not found (apt-get install nginx-light)"
 command -v curl >/dev/null || die "curl not found (apt-get install curl)"
 if ! command -v haproxy >/dev/null; then
-  log "haproxy not found: skipping get-haproxy"
-  SCENARIOS=${SCENARIOS//get-haproxy/}
+  log "haproxy not found: skipping the haproxy scenarios"
+  SCENARIOS=$(tr ' ' '\n' <<<"$SCENARIOS" | grep -v -- '-haproxy$' | tr '\n' ' ')
 fi
 PY=$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)') || die "no Python"
 "$PY" -c 'import aiohttp, atkproxy' 2>/dev/null \
@@ -67,10 +81,16 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 read -r -a LIST <<<"$SCENARIOS"
 for scenario in "${LIST[@]}"; do
   case $scenario in
-    get-direct | get-nginx | get-haproxy | get-atk | post-direct | post-nginx | post-atk | async-atk) ;;
+    get-* | post-* | async-*) ;;
+    *) die "unknown scenario '$scenario'" ;;
+  esac
+  case ${scenario#*-} in
+    direct | nginx | haproxy | plain | atk | atkdef | floor) ;;
+    atkbase) [[ -d ${BENCH_ATK_BASELINE:-}/atkproxy ]] || die "$scenario needs BENCH_ATK_BASELINE=DIR holding atkproxy/" ;;
     *) die "unknown scenario '$scenario'" ;;
   esac
 done
+wants() { [[ " $SCENARIOS " == *"-$1 "* ]]; }  # wants VIA: some scenario goes through VIA
 if [[ -n ${BENCH_STORE_DIR:-} && -e ${BENCH_STORE_DIR}/jobs.db ]]; then
   die "BENCH_STORE_DIR already holds a jobs.db; give an empty directory"
 fi
@@ -162,7 +182,7 @@ mem() { # mem PID FIELD: VmRSS or VmHWM in MiB
   awk -v k="$2:" '$1 == k { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "-"
 }
 
-for port in "$ATK_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
+for port in "$ATK_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$PLAIN_PORT" "$ATKDEF_PORT" "$ATKBASE_PORT" "$FLOOR_PORT"; do
   port_open "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE)"
 done
 
@@ -220,31 +240,91 @@ backend backend
     server s1 127.0.0.1:$BACKEND_PORT
 EOF
 
-ATK_ARGS=(
-  -m atkproxy serve --config "$ROOT/atkproxy/presets/automatiko.yaml"
-  -D listen.host=127.0.0.1 -D "listen.port=$ATK_PORT"
-  -D "upstream.url=http://127.0.0.1:$BACKEND_PORT"
-  -D "store.url=sqlite:///$JOBS_DB"
-  -D logging.level=warning -D logging.format=json
-)
-for define in ${BENCH_ATK_DEFINES:-}; do ATK_ARGS+=(-D "$define"); done
+mkdir -p "$WORK/json"
+cat >"$WORK/json/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/json/nginx.pid;
+error_log $WORK/json/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/json/body;
+    proxy_temp_path $WORK/json/proxy;
+    fastcgi_temp_path $WORK/json/fastcgi;
+    uwsgi_temp_path $WORK/json/uwsgi;
+    scgi_temp_path $WORK/json/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT;
+        location / { default_type application/json; return 200 '{"message":"hello"}'; }
+    }
+}
+EOF
+
+atk_args() { # atk_args PORT STORE [ARGS...]: atkproxy's command line in ATK_ARGS
+  local port=$1 store=$2; shift 2
+  ATK_ARGS=(
+    -m atkproxy serve --config "$ROOT/atkproxy/presets/automatiko.yaml"
+    -D listen.host=127.0.0.1 -D "listen.port=$port"
+    -D "upstream.url=http://127.0.0.1:$BACKEND_PORT"
+    -D "store.url=sqlite:///$store" "$@"
+  )
+  for define in ${BENCH_ATK_DEFINES:-}; do ATK_ARGS+=(-D "$define"); done
+}
 
 # -- start -------------------------------------------------------------------------
 
 log "work dir $WORK; ports atkproxy $ATK_PORT, backend $BACKEND_PORT, nginx $NGINX_PORT, haproxy $HAPROXY_PORT"
-start backend "$PY" "$HERE/backend.py" --port "$BACKEND_PORT" --app "$BACKEND_APP"
+if [[ $BACKEND_APP == nginx-json ]]; then
+  start backend nginx -p "$WORK/json" -c "$WORK/json/nginx.conf" -e "$WORK/json/error.log"
+else
+  start backend "$PY" "$HERE/backend.py" --port "$BACKEND_PORT" --app "$BACKEND_APP"
+fi
 wait_port backend "$BACKEND_PORT"
 start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
 wait_port nginx "$NGINX_PORT"
-if [[ $SCENARIOS == *haproxy* ]]; then
+if wants haproxy; then
   start haproxy haproxy -db -f "$WORK/haproxy.cfg"
   wait_port haproxy "$HAPROXY_PORT"
 fi
+if wants plain; then
+  start plain "$PY" "$HERE/plain_proxy.py" --port "$PLAIN_PORT" --upstream "http://127.0.0.1:$BACKEND_PORT"
+  wait_port plain "$PLAIN_PORT"
+fi
+if wants floor; then
+  start floor "$PY" "$HERE/floor_server.py" --port "$FLOOR_PORT"
+  wait_port floor "$FLOOR_PORT"
+fi
+atk_args "$ATK_PORT" "$JOBS_DB" -D logging.level=warning -D logging.format=json
 start atkproxy "$PY" "${ATK_ARGS[@]}"
 wait_port atkproxy "$ATK_PORT"
+if wants atkdef; then
+  atk_args "$ATKDEF_PORT" "$STORE_DIR/jobs-atkdef.db" -D logging.format=json
+  start atkdef "$PY" "${ATK_ARGS[@]}"
+  wait_port atkdef "$ATKDEF_PORT"
+fi
+if wants atkbase; then
+  atk_args "$ATKBASE_PORT" "$STORE_DIR/jobs-atkbase.db" -D logging.level=warning -D logging.format=json
+  # `python -m atkproxy` takes the package from the working directory first: run it from there
+  pushd "$BENCH_ATK_BASELINE" >/dev/null
+  PYTHONPATH=$BENCH_ATK_BASELINE start atkbase "$PY" "${ATK_ARGS[@]}"
+  popd >/dev/null
+  wait_port atkbase "$ATKBASE_PORT"
+fi
 
 # processes whose CPU time is counted per run (nginx's work is done by its worker)
 declare -A CPU_PID=([backend]=${PID[backend]} [atkproxy]=${PID[atkproxy]})
+for name in plain atkdef atkbase floor; do
+  if [[ -n ${PID[$name]:-} ]]; then CPU_PID[$name]=${PID[$name]}; fi
+done
+if [[ $BACKEND_APP == nginx-json ]]; then  # its worker does the work
+  for _ in $(seq 50); do
+    CPU_PID[backend]=$(child_of "${PID[backend]}")
+    if [[ -n ${CPU_PID[backend]} ]]; then break; fi
+    sleep 0.1
+  done
+fi
 for _ in $(seq 50); do
   NGINX_WORKER=$(child_of "${PID[nginx]}")
   if [[ -n $NGINX_WORKER ]]; then break; fi
@@ -268,9 +348,10 @@ META="$WORK/meta.env"
   echo "wrk=$(wrk -v 2>&1 | awk 'NR == 1 { print $2 }')"
   echo "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')"
   if command -v haproxy >/dev/null; then echo "haproxy=$(haproxy -v | awk 'NR == 1 { print $3 }')"; fi
+  if [[ -n ${BENCH_ATK_BASELINE:-} ]]; then echo "baseline=$(cat "$BENCH_ATK_BASELINE/COMMIT" 2>/dev/null || echo unknown)"; fi
   echo "store_fs=$(df -PT "$STORE_DIR" | awk 'NR == 2 { print $2 }')"
   echo "settings=wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds, ${WARMUP}s warm-up, backend app $BACKEND_APP${BENCH_WRK_CPUS:+, wrk on CPUs $BENCH_WRK_CPUS}${BENCH_SERVER_CPUS:+, servers on CPUs $BENCH_SERVER_CPUS}"
-  for name in atkproxy backend nginx haproxy; do
+  for name in atkproxy atkdef atkbase plain floor backend nginx haproxy; do
     if [[ -n ${CPU_PID[$name]:-} ]]; then echo "rss_idle_$name=$(mem "${CPU_PID[$name]}" VmRSS)"; fi
   done
 } >"$META"
@@ -291,6 +372,10 @@ expect 200 "GET direct" "http://127.0.0.1:$BACKEND_PORT/hello"
 expect 200 "GET nginx" "http://127.0.0.1:$NGINX_PORT/hello"
 if [[ -n ${PID[haproxy]:-} ]]; then expect 200 "GET haproxy" "http://127.0.0.1:$HAPROXY_PORT/hello"; fi
 expect 200 "GET atkproxy" "http://127.0.0.1:$ATK_PORT/hello"
+if [[ -n ${PID[plain]:-} ]]; then expect 200 "GET plain" "http://127.0.0.1:$PLAIN_PORT/hello"; fi
+if [[ -n ${PID[atkdef]:-} ]]; then expect 200 "GET atkdef" "http://127.0.0.1:$ATKDEF_PORT/hello"; fi
+if [[ -n ${PID[atkbase]:-} ]]; then expect 200 "GET atkbase" "http://127.0.0.1:$ATKBASE_PORT/hello"; fi
+if [[ -n ${PID[floor]:-} ]]; then expect 200 "GET floor" "http://127.0.0.1:$FLOOR_PORT/hello"; fi
 expect 200 "POST atkproxy" -H 'Content-Type: application/json' -d "$BODY" "http://127.0.0.1:$ATK_PORT/registrations"
 expect 202 "POST atkproxy async" -H 'Content-Type: application/json' -H 'X-ATK-Mode: async' \
   -d "$BODY" "http://127.0.0.1:$ATK_PORT/registrations"
@@ -311,8 +396,20 @@ target() { # scenario -> "KIND URL"
     *-nginx) port=$NGINX_PORT ;;
     *-haproxy) port=$HAPROXY_PORT ;;
     *-atk) port=$ATK_PORT ;;
+    *-plain) port=$PLAIN_PORT ;;
+    *-atkdef) port=$ATKDEF_PORT ;;
+    *-atkbase) port=$ATKBASE_PORT ;;
+    *-floor) port=$FLOOR_PORT ;;
   esac
   echo "$kind http://127.0.0.1:$port$path"
+}
+
+store_of() { # the job store of the atkproxy a scenario goes through
+  case $1 in
+    *-atkdef) echo "$STORE_DIR/jobs-atkdef.db" ;;
+    *-atkbase) echo "$STORE_DIR/jobs-atkbase.db" ;;
+    *) echo "$JOBS_DB" ;;
+  esac
 }
 
 run_one() { # run_one OUTFILE SECONDS SCENARIO
@@ -330,7 +427,7 @@ run_one() { # run_one OUTFILE SECONDS SCENARIO
   # wrk stops with requests in flight: give the proxies a moment to finish (or fail) them
   sleep 0.5
   if [[ $kind == async ]]; then
-    drain=$("$PY" "$HERE/report.py" wait "$JOBS_DB" "$DRAIN_TIMEOUT") || die "atkproxy still had unsettled jobs ${DRAIN_TIMEOUT}s after the async run"
+    drain=$("$PY" "$HERE/report.py" wait "$(store_of "$scenario")" "$DRAIN_TIMEOUT") || die "atkproxy still had unsettled jobs ${DRAIN_TIMEOUT}s after the async run"
     echo "DRAIN $drain" >>"$out"
   fi
   t1=$(date +%s.%N)
@@ -341,7 +438,7 @@ run_one() { # run_one OUTFILE SECONDS SCENARIO
   # what atkproxy logged meanwhile: unhandled exceptions (tracebacks) and rejections
   fresh=$(tail -n "+$((log_before + 1))" "$WORK/atkproxy.log")
   echo "ATKLOG $(grep -c '^Traceback' <<<"$fresh" || true) $(grep -c '"request rejected"' <<<"$fresh" || true)" >>"$out"
-  for name in backend nginx haproxy atkproxy; do
+  for name in backend nginx haproxy plain floor atkproxy atkdef atkbase; do
     if [[ -n ${PID[$name]:-} ]] && ! kill -0 "${PID[$name]}" 2>/dev/null; then
       tail -n 30 "$WORK/$name.log" >&2
       die "$name died during $scenario"
@@ -364,10 +461,14 @@ done
 
 if [[ -n ${BENCH_PYSPY:-} ]]; then
   for scenario in "${LIST[@]}"; do
-    [[ $scenario == *-atk ]] || continue
+    case $scenario in
+      *-atk) target_pid=${PID[atkproxy]} ;;
+      *-atkbase) target_pid=${PID[atkbase]} ;;
+      *) continue ;;
+    esac
     log "profile: $scenario with py-spy"
     "$BENCH_PYSPY" record --nonblocking -r 200 -f raw -d "$((DURATION > 3 ? DURATION - 2 : 1))" \
-      -o "$WORK/profile-$scenario.folded" -p "${PID[atkproxy]}" >"$WORK/pyspy-$scenario.log" 2>&1 &
+      -o "$WORK/profile-$scenario.folded" -p "$target_pid" >"$WORK/pyspy-$scenario.log" 2>&1 &
     PID[pyspy-$scenario]=$!
     ORDER+=("pyspy-$scenario")
     sleep 1  # py-spy attaches before the load starts
@@ -378,7 +479,7 @@ fi
 
 sleep 1
 {
-  for name in atkproxy backend nginx haproxy; do
+  for name in atkproxy atkdef atkbase plain floor backend nginx haproxy; do
     if [[ -n ${CPU_PID[$name]:-} ]]; then
       echo "rss_after_$name=$(mem "${CPU_PID[$name]}" VmRSS)"
       echo "hwm_after_$name=$(mem "${CPU_PID[$name]}" VmHWM)"

@@ -22,6 +22,9 @@ from . import JobStore
 log = structlog.get_logger("atkproxy.store")
 
 SEALED = "fernet:"
+# Without a key, the credentials of jobs that wait in the store are kept here, in memory, for
+# as long as the job has work: at most this much (the oldest go first, as after a restart).
+MAX_KEPT_BYTES = 64 * 1024 * 1024
 
 
 class SealedStore:
@@ -32,11 +35,15 @@ class SealedStore:
         self._inner = inner
         self._protected = frozenset(name.lower() for name in protected)
         self._fernet = None if key is None else Fernet(key.get_secret_value().encode())
+        self._kept = KeptInMemory(MAX_KEPT_BYTES)
 
     async def add(self, job: Job) -> Job:
         recorded = await self._inner.add(self._seal(job))
-        # the job added is the caller's own (clear headers); an idempotent repeat's is stored
-        return job if recorded.id == job.id else self._open(recorded)
+        if recorded.id != job.id:  # an idempotent repeat: the job stored under its key
+            return self._open(recorded)
+        if self._fernet is None and job.request is not None:
+            self._kept.keep(job.id, self._protected_of(job.request.headers))
+        return job  # the caller's own, clear headers and all
 
     async def claim(
         self, owner: str, states: Collection[JobState], now: float, until: float, limit: int
@@ -53,6 +60,8 @@ class SealedStore:
     async def update(self, job: Job, owner: str | None) -> None:
         # an update never writes the request: do not hand its clear headers to the store
         await self._inner.update(dataclasses.replace(job, request=None), owner)
+        if job.due_at is None:  # nothing left to do: the credentials are not needed again
+            self._kept.drop(job.id)
 
     async def get(self, job_id: str) -> Job | None:
         return await self._inner.get(job_id)
@@ -101,10 +110,13 @@ class SealedStore:
                 headers.append((name, SEALED + self._fernet.encrypt(value.encode()).decode()))
         return _with_headers(job, headers)
 
+    def _protected_of(self, headers: Headers) -> Headers:
+        return [(name, value) for name, value in headers if name.lower() in self._protected]
+
     def _open(self, job: Job) -> Job:
         if job.request is None:
             return job
-        headers: Headers = []
+        headers: Headers = [*self._kept.get(job.id)]
         for name, value in job.request.headers:
             if name.lower() in self._protected and value.startswith(SEALED):
                 opened = self._decrypt(value.removeprefix(SEALED))
@@ -122,6 +134,37 @@ class SealedStore:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
             return None
+
+
+class KeptInMemory:
+    """Protected headers of jobs not yet done, by job id, bounded by bytes (oldest dropped)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._headers: dict[str, Headers] = {}
+        self.size = 0
+
+    def keep(self, job_id: str, headers: Headers) -> None:
+        if not headers:
+            return
+        self._headers[job_id] = headers
+        self.size += _cost(headers)
+        while self.size > self._limit:
+            oldest = next(iter(self._headers))
+            log.warning("credentials of a waiting job dropped from memory", job=oldest)
+            self.drop(oldest)
+
+    def get(self, job_id: str) -> Headers:
+        return self._headers.get(job_id, [])
+
+    def drop(self, job_id: str) -> None:
+        headers = self._headers.pop(job_id, None)
+        if headers is not None:
+            self.size -= _cost(headers)
+
+
+def _cost(headers: Headers) -> int:
+    return sum(100 + len(name) + len(value) for name, value in headers)
 
 
 def _with_headers(job: Job, headers: Headers) -> Job:

@@ -14,6 +14,7 @@ from atkproxy.app import create_app
 from atkproxy.demo.backend import create_backend
 from atkproxy.demo.receiver import CallbackReceiver
 from atkproxy.demo.run import preset
+from atkproxy.server import ProxyRunner
 from atkproxy.settings import Settings
 from atkproxy.store import JobStore
 
@@ -83,9 +84,16 @@ def make_proxy(aiohttp_client: ClientFactory) -> ProxyFactory:
         store: JobStore | None = None,
     ) -> TestClient[Any, Any]:
         settings = proxy_settings(upstream, config, automatiko=automatiko)
-        return await aiohttp_client(create_app(settings, store=store))
+        return await aiohttp_client(ProxyTestServer(create_app(settings, store=store)))
 
     return make
+
+
+class ProxyTestServer(TestServer):
+    """Served as `atkproxy serve` serves it: pass-through on the low-level path (server.py)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return ProxyRunner(self.app, **kwargs)
 
 
 def url_of(server: TestServer) -> str:

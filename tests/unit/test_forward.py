@@ -13,6 +13,7 @@ from atkproxy.accept import Mode, callback_url, is_json, reply_body, requested_m
 from atkproxy.errors import Rejected
 from atkproxy.forward import (
     UpstreamError,
+    UpstreamNotReached,
     UpstreamTimeout,
     UpstreamUnavailable,
     error_body,
@@ -188,19 +189,25 @@ def test_upstream_headers(
 
 
 @pytest.mark.parametrize(
-    ("exc", "status"),
+    ("exc", "status", "not_sent"),
     [
-        pytest.param(UpstreamTimeout("upstream did not answer in time"), 504, id="timeout"),
-        pytest.param(UpstreamUnavailable("upstream unavailable: refused"), 502, id="unavailable"),
-        pytest.param(UpstreamError("no usable answer"), 502, id="base"),
+        pytest.param(UpstreamTimeout("upstream did not answer in time"), 504, False, id="timeout"),
+        pytest.param(
+            UpstreamUnavailable("upstream unavailable: reset"), 502, False, id="unavailable"
+        ),
+        pytest.param(
+            UpstreamNotReached("upstream unavailable: refused"), 502, True, id="not-reached"
+        ),
+        pytest.param(UpstreamError("no usable answer"), 502, False, id="base"),
     ],
 )
-def test_failed_result(exc: UpstreamError, status: int) -> None:
+def test_failed_result(exc: UpstreamError, status: int, not_sent: bool) -> None:
     result = failed_result(exc)
-    assert (result.status, result.error, result.content_type) == (
+    assert (result.status, result.error, result.content_type, result.not_sent) == (
         status,
         str(exc),
         "application/json",
+        not_sent,
     )
     assert json.loads(result.body) == {"error": str(exc), "status": status}
 
