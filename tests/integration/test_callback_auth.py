@@ -156,9 +156,10 @@ async def test_on_behalf_after_a_restart_only_with_a_store_key(
     # the job as a restarted proxy reads it back from its store: the header is there only
     # when store.secret_key let it be kept (encrypted) at rest
     key = SecretStr(Fernet.generate_key().decode()) if with_key else None
-    store = SealedStore(MemoryStore(), ["Authorization"], key)
-    await store.add(make_job(receiver.url))
-    [recovered] = await store.claim("restarted", [JobState.DELIVERING], 1.0, 31.0, 1)
+    inner = MemoryStore()
+    await SealedStore(inner, ["Authorization"], key).add(make_job(receiver.url))
+    restarted = SealedStore(inner, ["Authorization"], key)  # a new process: nothing in memory
+    [recovered] = await restarted.claim("restarted", [JobState.DELIVERING], 1.0, 31.0, 1)
     auth = create_auth(CallbackAuthSettings(type="on-behalf"))  # a fresh process: nothing captured
     assert await Sender(session, auth).send(recovered) == 200
     expected = {"authorization": "Bearer incoming-user-token"} if with_key else {}

@@ -75,13 +75,24 @@ async def test_with_a_key_values_are_encrypted_at_rest_and_opened_on_claim(
 
 
 async def test_without_a_key_values_are_left_out_of_the_record(inner: JobStore) -> None:
+    await SealedStore(inner, PROTECTED, None).add(job())
+    restarted = SealedStore(inner, PROTECTED, None)  # a new process: nothing in memory
+
+    assert await stored_headers(inner) == [("X-Trace", "t1")]
+    assert (await claim_through(restarted)).request == UpstreamRequest(
+        "POST", "/o", [("X-Trace", "t1")], b"{}"
+    )
+
+
+async def test_without_a_key_a_waiting_job_keeps_its_values_in_memory(inner: JobStore) -> None:
     store = SealedStore(inner, PROTECTED, None)
     await store.add(job())
 
-    assert await stored_headers(inner) == [("X-Trace", "t1")]
-    assert (await claim_through(store)).request == UpstreamRequest(
-        "POST", "/o", [("X-Trace", "t1")], b"{}"
-    )
+    claimed = await claim_through(store)  # the same process: the values are still there
+    assert claimed.request is not None
+    assert sorted(claimed.request.headers) == sorted(HEADERS)  # (credentials first)
+    await store.update(claimed.to(JobState.RUNNING).released(None), "worker")  # done
+    assert store._kept.size == 0
 
 
 async def test_the_sqlite_file_never_holds_a_secret(tmp_path: Path) -> None:
