@@ -30,6 +30,7 @@ from .errors import Rejected
 from .forward import CHUNK, header_pairs, upstream_headers
 from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
 from .limits import check_header_size, check_path, check_single_ids, within
+from .ownership import ownership_for
 from .resolver import note_listener, policy_for
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .settings import IdSource, Settings
@@ -172,6 +173,7 @@ class Acceptor:
         self._store = store
         self._engine = engine
         self._auth = auth
+        self._ownership = ownership_for(settings)
 
     async def accept(self, request: web.Request, mode: Mode) -> web.Response:
         check_header_size(request.raw_headers, self._settings.async_.max_headers)
@@ -277,6 +279,7 @@ class Acceptor:
             idempotency=None if key is None else digest(request.method, request.path, key),
             fingerprint=None if key is None else digest(request.raw_path, body),
             reply=json.dumps(reply_body(match, resolved)).encode(),
+            owner=self._ownership.owner(request.headers),
         )
 
     def _reply(self, job: Job, mode: Mode) -> web.Response:

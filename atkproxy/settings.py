@@ -348,6 +348,8 @@ class Management(Section):
     prefix: str = "/_atk"
     # Bearer token for the job list and re-drive; without one they answer loopback peers only
     token: SecretStr | None = None
+    # keys the owner digest of jobs (ownership.py) when store.secret_key is not set
+    owner_key: SecretStr | None = None
 
     @field_validator("prefix")
     @classmethod
