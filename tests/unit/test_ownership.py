@@ -43,7 +43,7 @@ def test_no_credentials_no_owner() -> None:
         ([("Authorization", "Bearer a")], [], False),
         ([("Authorization", "Bearer a")], [("Cookie", "Bearer a")], False),
         ([("Authorization", "a"), ("Cookie", "s=1")], [("Cookie", "s=1")], False),
-        ([("Authorization", "a"), ("Cookie", "s")], [("Cookie", "s"), ("Authorization", "a")], True),  # noqa: E501,
+        ([("Authorization", "a"), ("Cookie", "s")], [("Cookie", "s"), ("Authorization", "a")], True),  # noqa: E501
         ([("Cookie", "a=1"), ("Cookie", "b=2")], [("Cookie", "a=1"), ("Cookie", "b=2")], True),
         ([("Cookie", "a=1"), ("Cookie", "b=2")], [("Cookie", "a=1b=2")], False),
         ([("Cookie", "ab")], [("Cookie", "a"), ("Cookie", "b")], False),
