@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable
 import structlog
 from aiohttp import web
 
-from . import management
 from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
@@ -15,6 +14,7 @@ from .connections import LISTEN, GuardedApplication, handler_args, origin_form_o
 from .engine import Engine
 from .forward import Upstream
 from .keys import ACCEPTOR, AUTH, ENGINE, SETTINGS, STORE, UPSTREAM
+from .listeners import add_management
 from .proxy import handle
 from .resolver import policy_for, protect_named_endpoints
 from .settings import Settings
@@ -109,6 +109,6 @@ def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Appl
     else:
         app[STORE] = store
     app.cleanup_ctx.extend(contexts)
-    management.add_routes(app, settings.management.prefix, management.Readiness())
+    add_management(app, settings)  # after the contexts: its listener needs them
     app.router.add_route("*", r"/{tail:[\s\S]*}", handle)  # any path, %0A included
     return app

@@ -344,8 +344,16 @@ class StatusSection(Section):
     probe_max_age: Duration = 120.0
 
 
+class ManagementListen(Section):
+    """With a port, the management API answers here only, and the main port passes all through."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)
+
+
 class Management(Section):
     prefix: str = "/_atk"
+    listen: ManagementListen = ManagementListen()
     # Bearer token for the job list and re-drive; without one they answer loopback peers only
     token: SecretStr | None = None
     # keys the owner digest of jobs (ownership.py) when store.secret_key is not set
@@ -378,3 +386,10 @@ class Settings(Section):
     status: StatusSection = StatusSection()
     management: Management = Management()
     logging: Logging = Logging()
+
+    @model_validator(mode="after")
+    def _listeners_apart(self) -> Settings:
+        own = self.management.listen
+        if own.port and own.port == self.listen.port:
+            raise ValueError("management.listen.port must differ from listen.port")
+        return self
