@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 import structlog
@@ -17,7 +18,7 @@ from .keys import ACCEPTOR, AUTH, ENGINE, SETTINGS, STORE, UPSTREAM
 from .listeners import add_management
 from .proxy import handle
 from .resolver import policy_for, protect_named_endpoints
-from .settings import Settings
+from .settings import Settings, TlsSettings
 from .steps import Steps, Worker
 from .store import JobStore, open_store
 from .store.sealed import SealedStore
@@ -55,7 +56,8 @@ def on_behalf_header(settings: Settings) -> list[str]:
 
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     up = app[SETTINGS].upstream
-    app[UPSTREAM] = Upstream(up.url, up.timeout, up.connect_timeout, up.max_connections)
+    context = tls_context("upstream", up.tls)
+    app[UPSTREAM] = Upstream(up.url, up.timeout, up.connect_timeout, up.max_connections, context)
     yield
     await app[UPSTREAM].close()
 
@@ -77,7 +79,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     destinations = policy_for(settings)
     await protect_named_endpoints(destinations)
-    async with callback_session(settings.callback.timeout, destinations) as session:
+    context = tls_context("callback", settings.callback.tls)
+    async with callback_session(settings.callback.timeout, destinations, context) as session:
         deliverer = Deliverer(session, app[AUTH], settings.callback.signing.keys)
 
         def make_steps(worker: Worker) -> Steps:
@@ -89,6 +92,12 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         await engine.start()
         yield
         await engine.drain(settings.async_.drain_timeout)
+
+
+def tls_context(section: str, tls: TlsSettings) -> ssl.SSLContext:
+    if not tls.verify:
+        log.warning(f"{section}.tls.verify is false: https certificates are not checked")
+    return tls.context()
 
 
 def is_shared(settings: Settings) -> bool:

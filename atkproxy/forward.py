@@ -16,6 +16,7 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from ssl import SSLContext
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -152,11 +153,16 @@ class Upstream:
     """The one way to the backend: streaming for pass-through, buffered for jobs."""
 
     def __init__(
-        self, base_url: str, timeout: float, connect_timeout: float, max_connections: int
+        self,
+        base_url: str,
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int,
+        ssl: SSLContext | None = None,  # None: verified against the system's CAs
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections),
+            connector=aiohttp.TCPConnector(limit=max_connections, ssl=ssl or True),
             timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=timeout),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),

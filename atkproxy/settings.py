@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -28,6 +29,7 @@ from .destinations import check_entries
 from .jobs import AtkStatus
 from .signing import decode_secret
 from .templates import compile_template
+from .tls import client_context
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -138,12 +140,31 @@ class CallbackRetry(RetrySchedule):
     stop_on: Annotated[list[int], BeforeValidator(_yaml_if_text)] = [410]
 
 
+class TlsSettings(Section):
+    """https: the server's certificate is verified (tls.py); `ca_file` replaces the system CAs."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None  # a client certificate, for a server that asks for one
+    key_file: str | None = None  # its key, unless in cert_file
+    verify: bool = True  # false: no verification at all (a test bed only; warned at start)
+
+    @model_validator(mode="after")
+    def _loadable(self) -> TlsSettings:
+        if self.ca_file or self.cert_file or self.key_file:
+            self.context()  # a file that cannot be used is a configuration error, at load
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        return client_context(self.ca_file, self.cert_file, self.key_file, self.verify)
+
+
 class UpstreamSettings(Section):
     url: str = "http://127.0.0.1:8081"
     timeout: Duration = 30.0
     connect_timeout: Duration = 5.0
     max_connections: int = Field(100, ge=1)
     retry: UpstreamRetry = UpstreamRetry()
+    tls: TlsSettings = TlsSettings()
 
     @field_validator("url")
     @classmethod
@@ -304,6 +325,7 @@ class CallbackSettings(Section):
     auth: CallbackAuthSettings = CallbackAuthSettings()
     destinations: CallbackDestinations = CallbackDestinations()
     signing: CallbackSigning = CallbackSigning()
+    tls: TlsSettings = TlsSettings()
 
     @model_validator(mode="after")
     def _credentials_to_trusted_receivers(self) -> CallbackSettings:
