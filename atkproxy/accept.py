@@ -234,7 +234,10 @@ class Acceptor:
             raise Rejected(503, message, retry_after=retry) from exc
 
     def _resolve(self, request: web.Request, body: bytes, match: RouteMatch | None) -> Resolved:
-        headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
+        trusted = self._settings.listen.trusted_proxies
+        headers = upstream_headers(
+            request.headers, request.remote, request.scheme, request.host, trusted
+        )
         without_respond_async(headers)
         target = Target(
             request.raw_path, header_pairs(headers.items()), parse_json(request, body, match)

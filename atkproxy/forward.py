@@ -13,7 +13,7 @@ Exceptions raised toward the proxy:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from ssl import SSLContext
@@ -22,6 +22,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from .forwarded import Network, forwarding
 from .jobs import Headers, UpstreamRequest, UpstreamResult
 
 HOP_BY_HOP = frozenset(
@@ -73,20 +74,18 @@ def hop_filtered(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDi
 
 
 def upstream_headers(
-    incoming: CIMultiDictProxy[str], peer: str | None, scheme: str, host: str | None
+    incoming: CIMultiDictProxy[str],
+    peer: str | None,
+    scheme: str,
+    host: str | None,
+    trusted: Sequence[Network] = (),
 ) -> CIMultiDict[str]:
-    """Request headers for the upstream: no hop-by-hop, no X-ATK-*, X-Forwarded-* added."""
+    """Request headers for the upstream: no hop-by-hop, no X-ATK-*, X-Forwarded-* settled
+    (the client's kept only from a peer in `trusted`: forwarded.py)."""
     headers = hop_filtered(incoming)
     for name in [k for k in headers if k.lower().startswith("x-atk-") or k.lower() == "host"]:
         headers.popall(name, None)
-    prior = headers.popall("X-Forwarded-For", [])
-    forwarded_for = [*prior, peer] if peer else prior
-    if forwarded_for:
-        headers["X-Forwarded-For"] = ", ".join(forwarded_for)
-    headers["X-Forwarded-Proto"] = scheme
-    if host:
-        headers["X-Forwarded-Host"] = host
-    return headers
+    return forwarding(headers, peer, scheme, host, trusted)
 
 
 def header_pairs(headers: Iterable[tuple[str, str]]) -> Headers:

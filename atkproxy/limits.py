@@ -26,6 +26,18 @@ def check_header_size(raw_headers: Iterable[tuple[bytes, bytes]], limit: int) ->
         raise Rejected(431, f"request headers exceed async.max_headers ({limit} bytes)")
 
 
+def check_header_text(raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """400 when a header's bytes are not UTF-8: they could not reach the upstream unaltered
+    (aiohttp reads them with surrogate escapes, and its client drops what it cannot encode)."""
+    for name, value in raw_headers:
+        if not (name.isascii() and value.isascii()):
+            try:
+                name.decode("utf-8")
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Rejected(400, "a request header is not valid UTF-8") from None
+
+
 def check_path(raw_path: str) -> None:
     """Segments as the upstream gets them: no encoded slash, no `.` or `..` (also encoded)."""
     path = raw_path.split("?", 1)[0]

@@ -8,13 +8,15 @@ from aiohttp import web
 from .accept import ASYNC_METHODS, requested_mode
 from .errors import Rejected, json_error
 from .forward import CHUNK, Streamed, Upstream, UpstreamError, hop_filtered, upstream_headers
-from .keys import ACCEPTOR, UPSTREAM
+from .keys import ACCEPTOR, SETTINGS, UPSTREAM
+from .limits import check_header_text
 
 log = structlog.get_logger("atkproxy.proxy")
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
     try:
+        check_header_text(request.raw_headers)  # never altered on the way: refused
         mode = requested_mode(request.headers)
         if mode.is_async and request.method in ASYNC_METHODS:
             return await request.app[ACCEPTOR].accept(request, mode)
@@ -32,7 +34,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamResponse:
-    headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
+    trusted = request.app[SETTINGS].listen.trusted_proxies
+    headers = upstream_headers(
+        request.headers, request.remote, request.scheme, request.host, trusted
+    )
     body = request.content.iter_chunked(CHUNK) if request.body_exists else None
     try:
         async with upstream.stream(request.method, request.raw_path, headers, body) as answer:

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     field_validator,
     model_validator,
@@ -109,6 +110,8 @@ class Listen(Section):
     body_timeout: Duration = Field(30.0, gt=0)  # an async request's whole body
     keepalive_timeout: Duration = Field(75.0, gt=0)  # idle between requests (> a balancer's)
     max_connections: int = Field(1000, ge=1)  # beyond it, new connections get a 503
+    # peers whose X-Forwarded-*, Forwarded and X-Real-IP are kept (forwarded.py): CIDRs
+    trusted_proxies: Annotated[list[IPvAnyNetwork], BeforeValidator(_yaml_if_text)] = []
 
 
 class RetrySchedule(Section):

@@ -6,7 +6,7 @@ import pytest
 from multidict import MultiDict
 
 from atkproxy.errors import Rejected
-from atkproxy.limits import check_header_size, check_path, check_single_ids
+from atkproxy.limits import check_header_size, check_header_text, check_path, check_single_ids
 from atkproxy.settings import IdSource
 
 
@@ -86,3 +86,26 @@ def test_repeated_id_parameter(
         return
     with pytest.raises(Rejected, match="given more than once"):
         check_single_ids(MultiDict(query), sources)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "refused"),
+    [
+        (b"X-A", b"plain", False),
+        (b"X-A", "café ☕".encode(), False),
+        (b"X-A", b"", False),
+        (b"X-A", b"\xff\xfe\xc3(", True),
+        (b"X-A", b"caf\xe9", True),  # latin-1
+        (b"X-A", b"\xc3", True),  # a sequence cut short
+        (b"X-A", b"\xed\xa0\x80", True),  # an encoded surrogate
+        (b"X-\xff", b"v", True),
+    ],
+)
+def test_header_text(name: bytes, value: bytes, refused: bool) -> None:
+    headers = [(b"Host", b"h"), (name, value)]
+    if refused:
+        with pytest.raises(Rejected) as caught:
+            check_header_text(headers)
+        assert caught.value.status == 400
+    else:
+        check_header_text(headers)
