@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+import sys
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
+
+from atkproxy import ownership
+from atkproxy.store.memory import MemoryStore
 
 from .conftest import ProxyFactory, ServerFactory, start_app
 from .support import ASYNC, Echo, wait_job
@@ -57,16 +64,15 @@ async def test_a_job_without_credentials_is_shown_to_its_id(
 
 
 async def test_the_owner_key_survives_a_new_app(
-    aiohttp_server: ServerFactory, make_proxy: ProxyFactory
+    aiohttp_server: ServerFactory, make_proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With management.owner_key, owners are recognised by another process on the store."""
-    from atkproxy.store.memory import MemoryStore
-
     store, upstream = MemoryStore(), await start_app(aiohttp_server, Echo().app)
     config = {"management": {"token": "op-token", "owner_key": "shared"}}
     first = await make_proxy(upstream, config, automatiko=False, store=store)
     location = await start_job(first, ALICE)
     await wait_job(first, location, headers=ALICE)
+    monkeypatch.setattr(ownership, "_PROCESS_KEY", secrets.token_bytes(32))  # a new process
     second = await make_proxy(upstream, config, automatiko=False, store=store)
     assert (await read(second, location, ALICE))[0] == 200
     assert (await read(second, location, BOB))[0] == 404
@@ -83,3 +89,25 @@ async def test_without_a_token_no_one_is_operator(
     assert (await read(proxy, location, {"Authorization": "Bearer "}))[0] == 404
     async with proxy.get("/_atk/jobs") as response:  # the list needs the token (or loopback)
         assert response.status == 200
+
+
+async def test_without_a_key_a_restart_leaves_owned_jobs_to_the_token(
+    aiohttp_server: ServerFactory, make_proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No store.secret_key nor management.owner_key: the key of the process is gone with it."""
+    store, upstream = MemoryStore(), await start_app(aiohttp_server, Echo().app)
+    first = await make_proxy(upstream, CONFIG, automatiko=False, store=store)
+    location = await start_job(first, ALICE)
+    await wait_job(first, location, headers=ALICE)
+    await first.close()
+    monkeypatch.setattr(ownership, "_PROCESS_KEY", secrets.token_bytes(32))  # a new process
+    second = await make_proxy(upstream, CONFIG, automatiko=False, store=store)
+    assert (await read(second, location, ALICE))[0] == 404
+    assert (await read(second, location + "/result", OPERATOR))[0] == 200
+
+
+def test_each_process_has_its_own_key() -> None:
+    code = "from atkproxy.ownership import owner_key; print(owner_key().hex())"
+    keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)}  # fmt: skip
+    assert len(keys) == 2
