@@ -158,6 +158,11 @@ def digest(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
+def scoped(method: str, path: str, key: str, owner: str | None) -> str:
+    """An Idempotency-Key names a job of its owner only: another caller's same key is new."""
+    return digest(method, path, key) if owner is None else digest(method, path, key, owner)
+
+
 class Acceptor:
     def __init__(
         self,
@@ -265,6 +270,7 @@ class Acceptor:
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         upstream = UpstreamRequest(request.method, target.path_qs, headers, body)
         key = request.headers.get(IDEMPOTENCY_KEY)
+        owner = self._ownership.owner(request.headers)
         now = time.time()
         return Job(
             id=new_job_id(),
@@ -279,10 +285,10 @@ class Acceptor:
             created_at=now,
             updated_at=now,
             due_at=now,
-            idempotency=None if key is None else digest(request.method, request.path, key),
+            idempotency=None if key is None else scoped(request.method, request.path, key, owner),
             fingerprint=None if key is None else digest(request.raw_path, body),
             reply=json.dumps(reply_body(match, resolved)).encode(),
-            owner=self._ownership.owner(request.headers),
+            owner=owner,
         )
 
     def _reply(self, job: Job, mode: Mode) -> web.Response:

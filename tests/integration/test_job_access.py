@@ -111,3 +111,16 @@ def test_each_process_has_its_own_key() -> None:
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout for _ in range(2)}  # fmt: skip
     assert len(keys) == 2
+
+
+async def test_an_idempotency_key_belongs_to_its_owner(
+    aiohttp_server: ServerFactory, make_proxy: ProxyFactory
+) -> None:
+    proxy = await make_proxy(await start_app(aiohttp_server, Echo().app), CONFIG, automatiko=False)
+    key = {"Idempotency-Key": "k-1"}
+    alice = [await start_job(proxy, {**ALICE, **key}) for _ in range(2)]
+    bob = await start_job(proxy, {**BOB, **key})
+    assert alice[0] == alice[1]  # a repeat of Alice's
+    assert bob != alice[0]  # Bob's own job, not a view of Alice's
+    anonymous = [await start_job(proxy, key) for _ in range(2)]
+    assert anonymous[0] == anonymous[1] and anonymous[0] not in (alice[0], bob)
