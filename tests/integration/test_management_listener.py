@@ -74,3 +74,15 @@ async def test_the_separate_listener_closes_with_the_proxy(
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientConnectorError):
             await session.get(f"http://127.0.0.1:{port}/_atk/health")
+
+
+async def test_a_callback_to_the_management_listener_is_refused(
+    aiohttp_server: ServerFactory, make_proxy: ProxyFactory
+) -> None:
+    port = free_port()
+    config = {"management": {"listen": {"host": "127.0.0.1", "port": port}}}
+    proxy = await make_proxy(await start_app(aiohttp_server, Echo().app), config, automatiko=False)
+    callback = f"http://127.0.0.1:{port}/_atk/jobs/redeliver"  # loopback is allowed in tests
+    async with proxy.post("/x", json={}, headers={**ASYNC, "X-ATK-Callback": callback}) as r:
+        assert r.status == 400
+        assert "the proxy" in (await r.json())["error"]
