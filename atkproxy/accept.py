@@ -30,6 +30,7 @@ from .errors import Rejected
 from .forward import CHUNK, header_pairs, upstream_headers
 from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
 from .limits import check_header_size, check_path, check_single_ids, within
+from .ownership import ownership_for
 from .resolver import note_listener, policy_for
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .settings import IdSource, Settings
@@ -157,6 +158,11 @@ def digest(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
+def scoped(method: str, path: str, key: str, owner: str | None) -> str:
+    """An Idempotency-Key names a job of its owner only: another caller's same key is new."""
+    return digest(method, path, key) if owner is None else digest(method, path, key, owner)
+
+
 class Acceptor:
     def __init__(
         self,
@@ -172,6 +178,7 @@ class Acceptor:
         self._store = store
         self._engine = engine
         self._auth = auth
+        self._ownership = ownership_for(settings)
 
     async def accept(self, request: web.Request, mode: Mode) -> web.Response:
         check_header_size(request.raw_headers, self._settings.async_.max_headers)
@@ -232,7 +239,10 @@ class Acceptor:
             raise Rejected(503, message, retry_after=retry) from exc
 
     def _resolve(self, request: web.Request, body: bytes, match: RouteMatch | None) -> Resolved:
-        headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
+        trusted = self._settings.listen.trusted_proxies
+        headers = upstream_headers(
+            request.headers, request.remote, request.scheme, request.host, trusted
+        )
         without_respond_async(headers)
         target = Target(
             request.raw_path, header_pairs(headers.items()), parse_json(request, body, match)
@@ -260,6 +270,7 @@ class Acceptor:
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         upstream = UpstreamRequest(request.method, target.path_qs, headers, body)
         key = request.headers.get(IDEMPOTENCY_KEY)
+        owner = self._ownership.owner(request.headers)
         now = time.time()
         return Job(
             id=new_job_id(),
@@ -274,9 +285,10 @@ class Acceptor:
             created_at=now,
             updated_at=now,
             due_at=now,
-            idempotency=None if key is None else digest(request.method, request.path, key),
+            idempotency=None if key is None else scoped(request.method, request.path, key, owner),
             fingerprint=None if key is None else digest(request.raw_path, body),
             reply=json.dumps(reply_body(match, resolved)).encode(),
+            owner=owner,
         )
 
     def _reply(self, job: Job, mode: Mode) -> web.Response:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
 
-from . import management
 from .accept import Acceptor
 from .auth import create_auth
 from .callback import Deliverer, callback_session
@@ -17,9 +17,10 @@ from .drain import drain_grace
 from .engine import Engine
 from .forward import Upstream
 from .keys import ACCEPTOR, AUTH, DRAINING, ENGINE, SETTINGS, STORE, UPSTREAM
+from .listeners import add_management
 from .proxy import handle
 from .resolver import policy_for, protect_named_endpoints
-from .settings import Settings
+from .settings import Settings, TlsSettings
 from .steps import Steps, Worker
 from .store import JobStore, open_store
 from .store.sealed import SealedStore
@@ -57,7 +58,8 @@ def on_behalf_header(settings: Settings) -> list[str]:
 
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     up = app[SETTINGS].upstream
-    app[UPSTREAM] = Upstream(up.url, up.timeout, up.connect_timeout, up.max_connections)
+    context = tls_context("upstream", up.tls)
+    app[UPSTREAM] = Upstream(up.url, up.timeout, up.connect_timeout, up.max_connections, context)
     yield
     await app[UPSTREAM].close()
 
@@ -79,7 +81,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     destinations = policy_for(settings)
     await protect_named_endpoints(destinations)
-    async with callback_session(settings.callback.timeout, destinations) as session:
+    context = tls_context("callback", settings.callback.tls)
+    async with callback_session(settings.callback.timeout, destinations, context) as session:
         deliverer = Deliverer(session, app[AUTH], settings.callback.signing.keys)
 
         def make_steps(worker: Worker) -> Steps:
@@ -91,6 +94,12 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         await engine.start()
         yield
         await engine.drain(drain_grace(app, settings.async_.drain_timeout))
+
+
+def tls_context(section: str, tls: TlsSettings) -> ssl.SSLContext:
+    if not tls.verify:
+        log.warning(f"{section}.tls.verify is false: https certificates are not checked")
+    return tls.context()
 
 
 def is_shared(settings: Settings) -> bool:
@@ -112,6 +121,6 @@ def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Appl
     else:
         app[STORE] = store
     app.cleanup_ctx.extend(contexts)
-    management.add_routes(app, settings.management.prefix, management.Readiness())
+    add_management(app, settings)  # after the contexts: its listener needs them
     app.router.add_route("*", r"/{tail:[\s\S]*}", handle)  # any path, %0A included
     return app

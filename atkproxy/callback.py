@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from ssl import SSLContext
 
 import aiohttp
 from multidict import CIMultiDict
@@ -25,14 +26,17 @@ from .retry import retry_after_seconds
 from .signing import signed_headers
 
 
-def callback_session(timeout: float, policy: Policy | None = None) -> aiohttp.ClientSession:
+def callback_session(
+    timeout: float, policy: Policy | None = None, ssl: SSLContext | None = None
+) -> aiohttp.ClientSession:
     """The callback client; the single place where connections to receivers are made.
 
-    Every address it dials passes the destination policy (resolver.py).
+    Every address it dials passes the destination policy (resolver.py); https receivers
+    are verified (`ssl`, from callback.tls; None: the system's CAs).
     """
     policy = policy or Policy()
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
+        connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy), ssl=ssl or True),
         trace_configs=[literal_guard(policy)],
         timeout=aiohttp.ClientTimeout(total=timeout),
         cookie_jar=aiohttp.DummyCookieJar(),

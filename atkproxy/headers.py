@@ -6,10 +6,11 @@ names extra hop-by-hop headers (rare: clients send `keep-alive` or `close`, both
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .forwarded import Network, appended, client_set, is_trusted
 from .jobs import Headers
 
 HOP_BY_HOP = frozenset(
@@ -28,9 +29,6 @@ HOP_BY_HOP = frozenset(
 )
 # Connection tokens that name no header worth a second walk
 _PLAIN_TOKENS = HOP_BY_HOP | {"close"}
-# Request headers the proxy replaces with its own (X-Forwarded-For is extended, not replaced)
-_REPLACED = frozenset({"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
-_REQUEST_DROP = HOP_BY_HOP | _REPLACED
 
 Pairs = Iterable[tuple[str, str]]
 
@@ -59,32 +57,40 @@ def response_headers(pairs: Pairs) -> Headers:
     return _without(kept, listed) if listed else kept
 
 
-def forward_headers(pairs: Pairs, peer: str | None, scheme: str, host: str | None) -> Headers:
-    """Request headers for the upstream: no hop-by-hop, no Host, no X-ATK-*; X-Forwarded-For
-    extended with the peer, X-Forwarded-Proto and X-Forwarded-Host set by the proxy."""
-    kept: Headers = []
-    listed: set[str] = set()
-    chain: list[str] = []
-    for name, value in pairs:
-        lower = name.lower()
-        if lower in _REQUEST_DROP:
-            if lower == "x-forwarded-for":
-                chain.append(value)
-            elif lower == "connection":
-                listed |= _listed(value)
-        elif not lower.startswith("x-atk-"):
-            kept.append((name, value))
-    if listed:
-        kept = _without(kept, listed)
-        chain = [] if "x-forwarded-for" in listed else chain
+def forward_headers(
+    pairs: Pairs,
+    peer: str | None,
+    scheme: str,
+    host: str | None,
+    trusted: Sequence[Network] = (),
+) -> Headers:
+    """Request headers for the upstream: no hop-by-hop, no Host, no X-ATK-*; the forwarding
+    headers settled by forwarded.py: the client's own kept (and extended with the peer) only
+    from a peer in `trusted`, else replaced by the proxy's."""
+    if trusted and is_trusted(peer, trusted):
+        assert peer is not None
+        return list(appended(CIMultiDict(_filtered(pairs, keep_forwarding=True)), peer, scheme,
+                             host).items())  # fmt: skip
+    kept = _filtered(pairs, keep_forwarding=False)
     if peer:
-        chain.append(peer)
-    if chain:
-        kept.append(("X-Forwarded-For", ", ".join(chain)))
+        kept.append(("X-Forwarded-For", peer))
     kept.append(("X-Forwarded-Proto", scheme))
     if host:
         kept.append(("X-Forwarded-Host", host))
     return kept
+
+
+def _filtered(pairs: Pairs, keep_forwarding: bool) -> Headers:
+    kept: Headers = []
+    listed: set[str] = set()
+    for name, value in pairs:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower == "host" or lower.startswith("x-atk-"):
+            if lower == "connection":
+                listed |= _listed(value)
+        elif keep_forwarding or not client_set(lower):
+            kept.append((name, value))
+    return _without(kept, listed) if listed else kept
 
 
 def hop_filtered(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
@@ -93,10 +99,14 @@ def hop_filtered(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDi
 
 
 def upstream_headers(
-    incoming: CIMultiDictProxy[str], peer: str | None, scheme: str, host: str | None
+    incoming: CIMultiDictProxy[str],
+    peer: str | None,
+    scheme: str,
+    host: str | None,
+    trusted: Sequence[Network] = (),
 ) -> CIMultiDict[str]:
     """`forward_headers` as a multidict (callers that edit the result)."""
-    return CIMultiDict(forward_headers(incoming.items(), peer, scheme, host))
+    return CIMultiDict(forward_headers(incoming.items(), peer, scheme, host, trusted))
 
 
 def header_pairs(headers: Iterable[tuple[str, str]]) -> Headers:

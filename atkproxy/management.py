@@ -1,7 +1,8 @@
 """The management API under `management.prefix`: jobs, the dead letter, health, readiness.
 
-    GET  /jobs/{id}                 a job's facts (never its headers or bodies)
+    GET  /jobs/{id}                 a job's facts (never its headers or bodies)       (owner)
     GET  /jobs/{id}/result          the upstream's answer, as the sync call would have given it
+                                                                                      (owner)
     GET  /jobs?state=&limit=&after= jobs newest first, a cursor to the next page     (token)
     POST /jobs/{id}/redeliver       a dead or delivered job delivers again            (token)
     POST /jobs/redeliver?state=&limit=   the same in bulk; answers how many           (token)
@@ -9,7 +10,9 @@
                                     write, or while the proxy is draining)
 
 The (token) endpoints need `Authorization: Bearer <management.token>`; with no token
-configured they answer only peers on loopback. Store errors answer 503 JSON.
+configured they answer only peers on loopback. The (owner) endpoints show a job made with
+credentials only to the same credentials or the token (ownership.py); to anyone else it
+is a 404 like an unknown id. Store errors answer 503 JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .errors import json_error
 from .forward import hop_filtered
 from .jobs import REDELIVERABLE, Attempt, Job, JobState
 from .keys import DRAINING, ENGINE, SETTINGS, STORE
+from .ownership import Ownership, ownership_for
 
 MAX_LIMIT = 1000
 READY_CHECK_INTERVAL = 1.0  # a real write at most this often, however often the probe asks
@@ -134,15 +138,27 @@ async def _load(request: web.Request) -> Job | web.Response:
     return json_error(404, "no such job") if job is None else job
 
 
+async def _load_own(request: web.Request) -> Job | web.Response:
+    """The job when this caller may read it; else the 404 of an unknown id (ownership.py)."""
+    job = await _load(request)
+    if isinstance(job, Job) and not _ownership(request).may_read(job.owner, request.headers):
+        return json_error(404, "no such job")
+    return job
+
+
+def _ownership(request: web.Request) -> Ownership:
+    return ownership_for(request.app[SETTINGS])
+
+
 @store_errors
 async def get_job(request: web.Request) -> web.StreamResponse:
-    job = await _load(request)
+    job = await _load_own(request)
     return job if isinstance(job, web.Response) else web.json_response(job_view(job))
 
 
 @store_errors
 async def get_result(request: web.Request) -> web.StreamResponse:
-    job = await _load(request)
+    job = await _load_own(request)
     if isinstance(job, web.Response):
         return job
     result = await request.app[STORE].result(job.id)

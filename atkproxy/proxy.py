@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
@@ -9,8 +11,9 @@ from multidict import CIMultiDict
 from .accept import ASYNC_METHODS, requested_mode
 from .errors import Rejected, json_error
 from .forward import Upstream
+from .forwarded import Network
 from .headers import forward_headers, response_headers
-from .keys import ACCEPTOR, UPSTREAM
+from .keys import ACCEPTOR, SETTINGS, UPSTREAM
 from .upstream import CHUNK, Answer, Body, UpstreamError
 
 log = structlog.get_logger("atkproxy.proxy")
@@ -22,7 +25,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         mode = requested_mode(request.headers)
         if mode.is_async and request.method in ASYNC_METHODS:
             return await request.app[ACCEPTOR].accept(request, mode)
-        return await pass_through(request, request.app[UPSTREAM])
+        trusted = request.app[SETTINGS].listen.trusted_proxies
+        return await pass_through(request, request.app[UPSTREAM], trusted)
     except Rejected as exc:
         if not exc.logged:
             log.warning(
@@ -35,8 +39,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return json_error(exc.status, exc.message, exc.retry_after)
 
 
-async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamResponse:
-    headers = forward_headers(request.headers.items(), request.remote, request.scheme, request.host)
+async def pass_through(
+    request: web.Request, upstream: Upstream, trusted: Sequence[Network] = ()
+) -> web.StreamResponse:
+    """`request` relayed to the upstream and its answer streamed back; `trusted`: the peers
+    whose forwarding headers are kept (forwarded.py). (Served both from the application and
+    from the server's dispatcher, where `request.app` is not there: it takes what it needs.)"""
+    pairs = request.headers.items()
+    headers = forward_headers(pairs, request.remote, request.scheme, request.host, trusted)
     body = await request_body(request)
     try:
         async with upstream.stream(request.method, request.raw_path, headers, body) as answer:

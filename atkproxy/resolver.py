@@ -97,6 +97,9 @@ def policy_for(settings: Settings) -> Policy:
     policy = Policy.from_lists(rules.allow, rules.deny)
     if settings.listen.port:
         policy.protect(settings.listen.host, settings.listen.port, "the proxy")
+    own = settings.management.listen
+    if own.port:  # the management API's own listener (listeners.py)
+        policy.protect(own.host, own.port, "the proxy")
     upstream = URL(settings.upstream.url)
     policy.protect(upstream.raw_host or "", url_port(upstream), "the upstream")
     return policy

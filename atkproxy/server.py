@@ -31,11 +31,12 @@ class Dispatcher:
         self._routed = routed
         self._prefix = app[SETTINGS].management.prefix
         self._upstream = app[UPSTREAM]
+        self._trusted = app[SETTINGS].listen.trusted_proxies
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         if self._direct(request):
             # the server's request factory is the application's: a web.Request
-            return await pass_through(cast(web.Request, request), self._upstream)
+            return await pass_through(cast(web.Request, request), self._upstream, self._trusted)
         return await self._routed(request)
 
     def _direct(self, request: web.BaseRequest) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -17,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     field_validator,
     model_validator,
@@ -28,6 +30,7 @@ from .destinations import check_entries
 from .jobs import AtkStatus
 from .signing import decode_secret
 from .templates import compile_template
+from .tls import client_context
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -110,6 +113,8 @@ class Listen(Section):
     # After SIGTERM, new connections are still served this long (readiness already says 503)
     # so that load balancers and endpoints stop sending traffic before the listener closes.
     shutdown_delay: Duration = 5.0
+    # peers whose X-Forwarded-*, Forwarded and X-Real-IP are kept (forwarded.py): CIDRs
+    trusted_proxies: Annotated[list[IPvAnyNetwork], BeforeValidator(_yaml_if_text)] = []
 
 
 class RetrySchedule(Section):
@@ -141,12 +146,31 @@ class CallbackRetry(RetrySchedule):
     stop_on: Annotated[list[int], BeforeValidator(_yaml_if_text)] = [410]
 
 
+class TlsSettings(Section):
+    """https: the server's certificate is verified (tls.py); `ca_file` replaces the system CAs."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None  # a client certificate, for a server that asks for one
+    key_file: str | None = None  # its key, unless in cert_file
+    verify: bool = True  # false: no verification at all (a test bed only; warned at start)
+
+    @model_validator(mode="after")
+    def _loadable(self) -> TlsSettings:
+        if self.ca_file or self.cert_file or self.key_file:
+            self.context()  # a file that cannot be used is a configuration error, at load
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        return client_context(self.ca_file, self.cert_file, self.key_file, self.verify)
+
+
 class UpstreamSettings(Section):
     url: str = "http://127.0.0.1:8081"
     timeout: Duration = 30.0
     connect_timeout: Duration = 5.0
     max_connections: int = Field(100, ge=1)
     retry: UpstreamRetry = UpstreamRetry()
+    tls: TlsSettings = TlsSettings()
 
     @field_validator("url")
     @classmethod
@@ -307,6 +331,7 @@ class CallbackSettings(Section):
     auth: CallbackAuthSettings = CallbackAuthSettings()
     destinations: CallbackDestinations = CallbackDestinations()
     signing: CallbackSigning = CallbackSigning()
+    tls: TlsSettings = TlsSettings()
 
     @model_validator(mode="after")
     def _credentials_to_trusted_receivers(self) -> CallbackSettings:
@@ -347,10 +372,20 @@ class StatusSection(Section):
     probe_max_age: Duration = 120.0
 
 
+class ManagementListen(Section):
+    """With a port, the management API answers here only, and the main port passes all through."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)
+
+
 class Management(Section):
     prefix: str = "/_atk"
+    listen: ManagementListen = ManagementListen()
     # Bearer token for the job list and re-drive; without one they answer loopback peers only
     token: SecretStr | None = None
+    # keys the owner digest of jobs (ownership.py) when store.secret_key is not set
+    owner_key: SecretStr | None = None
 
     @field_validator("prefix")
     @classmethod
@@ -380,3 +415,10 @@ class Settings(Section):
     status: StatusSection = StatusSection()
     management: Management = Management()
     logging: Logging = Logging()
+
+    @model_validator(mode="after")
+    def _listeners_apart(self) -> Settings:
+        own = self.management.listen
+        if own.port and own.port == self.listen.port:
+            raise ValueError("management.listen.port must differ from listen.port")
+        return self

@@ -107,8 +107,10 @@ def header_names(seen: dict[str, Any]) -> set[str]:
     return {name.lower() for name, _ in seen["headers"]}
 
 
-async def job_view(client: TestClient[Any, Any], location: str) -> dict[str, Any]:
-    async with client.get(location) as response:
+async def job_view(
+    client: TestClient[Any, Any], location: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    async with client.get(location, headers=headers) as response:
         assert response.status == 200, await response.text()
         view: dict[str, Any] = await response.json()
         return view
@@ -119,11 +121,12 @@ async def wait_job(
     location: str,
     states: tuple[str, ...] = TERMINAL,
     deadline: float = 10.0,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Poll the job API until the job is in one of `states`, failing after `deadline` s."""
     end = time.monotonic() + deadline
     while True:
-        view = await job_view(client, location)
+        view = await job_view(client, location, headers)
         if view["state"] in states:
             return view
         assert time.monotonic() < end, f"job still {view['state']} after {deadline}s"

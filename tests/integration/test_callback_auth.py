@@ -523,7 +523,8 @@ async def through_proxy(
     async with proxy.post("/orders", json={"n": 1}, headers=headers) as r:
         assert r.status == 202, await r.text()
         location = r.headers["Location"]
-    view = await wait_job(proxy, location, ("delivered", "dead"))
+    # the job belongs to the credentials it was made with: they read it
+    view = await wait_job(proxy, location, ("delivered", "dead"), headers=incoming)
     return proxy, view, await receiver.next()
 
 

@@ -97,6 +97,7 @@ async def test_credentials_never_rest_in_clear_and_replay_only_with_a_key(
 
     echo.release.set()
     second = await make_proxy(upstream, config, automatiko=False)
-    await wait_job(second, location)
+    owner = {k: v for k, v in headers.items() if k in ("Authorization", "Cookie")}
+    await wait_job(second, location, headers=owner)  # the job is theirs (ownership.py)
     replayed = dict(echo.seen[-1]["headers"])
     assert replayed.get("Authorization") == ("Bearer t0ps3cret" if with_key else None)
