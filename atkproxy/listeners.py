@@ -18,7 +18,7 @@ from aiohttp import web
 
 from . import management
 from .connections import LISTEN, GuardedApplication, handler_args, origin_form_only
-from .keys import ENGINE, SETTINGS, STORE
+from .keys import DRAINING, ENGINE, SETTINGS, STORE
 from .settings import Settings
 
 log = structlog.get_logger("atkproxy")
@@ -46,7 +46,7 @@ def management_app(main: web.Application, readiness: management.Readiness) -> we
         handler_args=handler_args(settings.listen), middlewares=[origin_form_only]
     )
     app[SETTINGS], app[LISTEN] = settings, settings.listen
-    app[STORE], app[ENGINE] = main[STORE], main[ENGINE]
+    app[STORE], app[ENGINE], app[DRAINING] = main[STORE], main[ENGINE], main[DRAINING]
     management.add_routes(app, settings.management.prefix, readiness)
     return app
 

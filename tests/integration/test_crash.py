@@ -117,8 +117,9 @@ async def test_kill_at_random_moments_during_a_burst_loses_no_accepted_job(
     receiver = Receiver()
     callback = await start_app(aiohttp_server, receiver.app) + "/cb"
     upstream, port = await start_app(aiohttp_server, Echo().app), free_port()
-    config = defines(tmp_path, port, upstream, "callback.retry.schedule=[0s, 200ms]",
-                     "async.max_queue=100000")  # fmt: skip
+    # more attempts than kills: a job whose attempts the kills all interrupt would end dead
+    config = defines(tmp_path, port, upstream, "async.max_queue=100000",
+                     "callback.retry.schedule=[0s, 100ms, 200ms, 300ms, 500ms, 1s]")  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     burst = Burst(base, callback, wanted=500)
     rng = random.Random(7)
@@ -138,14 +139,17 @@ async def test_kill_at_random_moments_during_a_burst_loses_no_accepted_job(
         await asyncio.gather(*clients)
         try:
             await wait_healthy(session, f"{base}/_atk/health")
+            views = {}
             for job in burst.accepted:
-                await wait_state(session, f"{base}/_atk/jobs/{job}", TERMINAL, deadline=60)
+                url = f"{base}/_atk/jobs/{job}"
+                views[job] = await wait_state(session, url, TERMINAL, deadline=60)
         finally:
             await kill(proxy)
     received = Counter(job for job, _ in receiver.got)
     missing = [job for job in burst.accepted if job not in received]
+    dead = [view for view in views.values() if view["state"] == "dead"]
     duplicates = sum(count - 1 for count in received.values())
     print(f"kills={kills} accepted={len(burst.accepted)} duplicates={duplicates}")
     assert kills == 4
     assert len(set(burst.accepted)) >= 500
-    assert missing == []
+    assert missing == [] and dead == []

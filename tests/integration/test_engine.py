@@ -421,7 +421,7 @@ async def test_on_behalf_values_are_freed_whenever_a_job_ends(
         await submit(proxy, "/y", receiver.url, headers=creds),  # dead (410)
         await submit(proxy, "/status/401", receiver.url, headers=creds),  # no callback owed
     ]
-    states = [(await wait_job(proxy, loc))["state"] for loc in ended]
+    states = [(await wait_job(proxy, loc, headers=creds))["state"] for loc in ended]
 
     assert sorted(states) == ["dead", "delivered", "finished"]
     assert (len(auth), auth.held_bytes) == (0, 0)
