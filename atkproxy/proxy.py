@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from aiohttp import web
 
 from .accept import ASYNC_METHODS, requested_mode
 from .errors import Rejected, json_error
 from .forward import CHUNK, Streamed, Upstream, UpstreamError, hop_filtered, upstream_headers
-from .keys import ACCEPTOR, UPSTREAM
+from .keys import ACCEPTOR, METRICS, UPSTREAM
 
 log = structlog.get_logger("atkproxy.proxy")
 
@@ -35,7 +37,9 @@ async def pass_through(request: web.Request, upstream: Upstream) -> web.StreamRe
     headers = upstream_headers(request.headers, request.remote, request.scheme, request.host)
     body = request.content.iter_chunked(CHUNK) if request.body_exists else None
     try:
+        started = time.perf_counter()
         async with upstream.stream(request.method, request.raw_path, headers, body) as answer:
+            request.app[METRICS].upstream_answered(started)  # its headers: the latency
             return await relay(request, answer)
     except UpstreamError as exc:
         if client_gone(request):  # its body stopped coming: not the upstream's fault
