@@ -34,6 +34,7 @@ from .resolver import note_listener, policy_for
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .settings import IdSource, Settings
 from .store import JobStore
+from .tracing import job_trace, trace_fields
 
 log = structlog.get_logger("atkproxy.accept")
 
@@ -190,6 +191,7 @@ class Acceptor:
             path=request.path,
             route=job.route,
             callback=job.wants_callback,
+            **trace_fields(job.trace),
         )
         return self._reply(job, mode)
 
@@ -277,6 +279,7 @@ class Acceptor:
             idempotency=None if key is None else digest(request.method, request.path, key),
             fingerprint=None if key is None else digest(request.raw_path, body),
             reply=json.dumps(reply_body(match, resolved)).encode(),
+            trace=job_trace(request.headers),
         )
 
     def _reply(self, job: Job, mode: Mode) -> web.Response:

@@ -25,6 +25,7 @@ from .jobs import DELIVERY_STATES, UPSTREAM_STATES, AtkStatus, Job, JobState
 from .settings import Settings
 from .steps import LetGo, Steps, Worker
 from .store import JobStore
+from .tracing import trace_fields
 
 log = structlog.get_logger("atkproxy.engine")
 
@@ -139,7 +140,8 @@ class Engine:
         task.add_done_callback(done)
 
     async def _guarded(self, job: Job) -> None:
-        with structlog.contextvars.bound_contextvars(job=job.id, instance=job.instance_id):
+        bound = {"job": job.id, "instance": job.instance_id, **trace_fields(job.trace)}
+        with structlog.contextvars.bound_contextvars(**bound):
             try:
                 await self._steps.run(job)
             except LetGo as exc:
