@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,3 +202,33 @@ async def test_a_store_that_cannot_be_read_leaves_the_job_gauges_out(
     assert value(m, "atkproxy_store_up") == 0
     assert not [name for name, _ in m if name in ("atkproxy_jobs", "atkproxy_dead_letters")]
     assert value(m, "atkproxy_inflight", lane="delivery") == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_the_job_gauges_come_from_each_store(
+    upstream: str,
+    receiver: Receiver,
+    make_proxy: ProxyFactory,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    kind: str,
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path}/jobs.db"
+        if kind == "sqlite"
+        else request.getfixturevalue("redis_url")
+    )
+    receiver.respond_with = [500]
+    config = {"store": {"url": url}, "callback": {"retry": {"schedule": ["0s"]}}}
+    proxy = await make_proxy(upstream, config, automatiko=False)
+    await wait_job(proxy, await submit(proxy, receiver.url), ("dead",))
+    await wait_job(proxy, await submit(proxy, receiver.url), ("delivered",))
+    await idle(proxy)
+
+    m = await scrape(proxy)
+
+    assert value(m, "atkproxy_jobs", state="dead") == 1
+    assert value(m, "atkproxy_jobs", state="delivered") == 1
+    assert value(m, "atkproxy_dead_letters") == 1
+    assert value(m, "atkproxy_backlog", lane="delivery") == 0
+    assert value(m, "atkproxy_store_seconds_count", operation="add") == 2
