@@ -44,6 +44,9 @@ class Lane:
         self.name = name
         self.states = states
         self.slots = slots
+        # jobs of this lane running here (metrics): `slots.busy` also counts the slots a
+        # claim holds while it asks the store, which would show a burst that is not there
+        self.running = 0
 
 
 class Engine:
@@ -127,10 +130,12 @@ class Engine:
     def _start(self, job: Job, lane: Lane) -> None:
         task = asyncio.create_task(self._guarded(job), name=f"atkproxy-job-{job.id}")
         self._held[job.id] = task
+        lane.running += 1
         self._idle.clear()
 
         def done(_: asyncio.Task[None]) -> None:
             self._held.pop(job.id, None)
+            lane.running -= 1
             lane.slots.give()
             if job.id in self._claimed_while_held:
                 self._claimed_while_held.discard(job.id)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from .accept import ASYNC_METHODS, requested_mode
 from .errors import Rejected
@@ -58,8 +57,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         log.warning("metrics: reading the job counts failed", error=exc.__class__.__name__)
         counts = None
     engine = app[ENGINE]
-    scrape = Scrape(
-        counts, engine.admission.waiting, engine.upstream.slots.busy, engine.delivery.slots.busy
-    )
-    body = app[METRICS].exposition(scrape)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    scrape = Scrape(counts, engine.admission.waiting, engine.upstream.running,
+                    engine.delivery.running)  # fmt: skip
+    body, content_type = app[METRICS].exposition(scrape, request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -29,8 +29,9 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from .jobs import DELIVERY_STATES, UPSTREAM_STATES, Job, JobState, UpstreamResult
@@ -39,6 +40,10 @@ from .store import JobStore
 # Upstream calls are a workflow step: milliseconds to minutes.
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# No `_created` series beside every counter and histogram: they would double the size of a
+# scrape for a start time nobody reads (a process-wide switch of prometheus-client).
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 OUTCOMES = ("delivered", "retry", "dead", "stopped")
 OPERATIONS = (
     "add", "claim", "renew", "expire_leases", "update", "get", "result", "page",
@@ -147,10 +152,12 @@ class Metrics:
     def attempt(self, outcome: str) -> None:
         self.callback_attempts.labels(outcome).inc()
 
-    def exposition(self, scrape: Scrape) -> bytes:
-        """The Prometheus text format, with the gauges of `scrape`."""
+    def exposition(self, scrape: Scrape, accept: str = "") -> tuple[bytes, str]:
+        """The body and its Content-Type, in the format `accept` asks for (the Prometheus
+        text format 0.0.4 by default, else a later one or OpenMetrics), with `scrape`."""
         self.scraped.scrape = scrape
-        return generate_latest(self.registry)
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
 
 class MeasuredStore:

@@ -232,3 +232,34 @@ async def test_the_job_gauges_come_from_each_store(
     assert value(m, "atkproxy_dead_letters") == 1
     assert value(m, "atkproxy_backlog", lane="delivery") == 0
     assert value(m, "atkproxy_store_seconds_count", operation="add") == 2
+
+
+async def test_a_running_job_is_in_flight_and_in_the_backlog(
+    aiohttp_server: ServerFactory, receiver: Receiver, make_proxy: ProxyFactory
+) -> None:
+    echo = Echo()
+    proxy = await make_proxy(await start_app(aiohttp_server, echo.app), automatiko=False)
+    location = await submit(proxy, receiver.url, "/hold/1")
+    await echo.arrived.get()
+
+    m = await scrape(proxy)
+    echo.release.set()
+
+    assert value(m, "atkproxy_inflight", lane="upstream") == 1
+    assert value(m, "atkproxy_jobs", state="running") == 1
+    assert value(m, "atkproxy_backlog", lane="upstream") == 1
+    await wait_job(proxy, location, ("delivered",))
+    assert value(await scrape(proxy), "atkproxy_inflight", lane="upstream") == 0
+
+
+async def test_openmetrics_when_asked_and_no_created_series(
+    upstream: str, make_proxy: ProxyFactory
+) -> None:
+    proxy = await make_proxy(upstream)
+    accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
+    async with proxy.get("/_atk/metrics", headers=accept) as response:
+        assert response.content_type == "application/openmetrics-text"
+        assert (await response.text()).endswith("# EOF\n")
+    async with proxy.get("/_atk/metrics") as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert "_created" not in await response.text()
