@@ -6,8 +6,8 @@ the engine already know (jobs by state, backlog, busy slots) is read at scrape t
 (`Scrape`), so nothing is counted twice and nothing drifts.
 
     atkproxy_requests_total{mode,status}       requests to the catch-all (not management)
-    atkproxy_upstream_seconds{mode}            upstream call latency (sync: until its
-                                               headers; async: the whole job call)
+    atkproxy_upstream_seconds{mode}            latency of upstream calls that got an answer
+                                               (sync: to its headers; async: the whole call)
     atkproxy_upstream_retries_total            job calls that did not reach the upstream and
                                                are due again later
     atkproxy_callback_attempts_total{outcome}  delivered | retry | dead | stopped

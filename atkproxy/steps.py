@@ -90,7 +90,8 @@ class Steps:
         job = await self.save(job.to(JobState.RUNNING, due_at=time.time()))
         started = time.perf_counter()
         result = await self._upstream.call(request, self._settings.async_.max_result)
-        self._metrics.upstream_answered(started, job=True)
+        if result.error is None:  # as for pass-through: calls that got an answer
+            self._metrics.upstream_answered(started, job=True)
         if result.not_sent:
             return await self.call_later(job, result)
         return await self.conclude(job, result)

@@ -138,6 +138,7 @@ async def test_an_upstream_not_reached_counts_retries(
 
     assert value(m, "atkproxy_backlog", lane="upstream") == 1
     assert value(m, "atkproxy_jobs", state="accepted") == 1
+    assert value(m, "atkproxy_upstream_seconds_count", mode="async") == 0  # no answer, no latency
 
 
 @pytest.mark.parametrize(
