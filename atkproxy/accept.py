@@ -35,6 +35,7 @@ from .resolver import note_listener, policy_for
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .settings import IdSource, Settings
 from .store import JobStore
+from .tracing import job_trace, trace_fields
 
 log = structlog.get_logger("atkproxy.accept")
 
@@ -197,6 +198,7 @@ class Acceptor:
             path=request.path,
             route=job.route,
             callback=job.wants_callback,
+            **trace_fields(job.trace),
         )
         return self._reply(job, mode)
 
@@ -289,6 +291,7 @@ class Acceptor:
             fingerprint=None if key is None else digest(request.raw_path, body),
             reply=json.dumps(reply_body(match, resolved)).encode(),
             owner=owner,
+            trace=job_trace(request.headers),
         )
 
     def _reply(self, job: Job, mode: Mode) -> web.Response:

@@ -16,8 +16,10 @@ from .connections import LISTEN, GuardedApplication, handler_args, origin_form_o
 from .drain import drain_grace
 from .engine import Engine
 from .forward import Upstream
-from .keys import ACCEPTOR, AUTH, DRAINING, ENGINE, SETTINGS, STORE, UPSTREAM
+from .keys import ACCEPTOR, AUTH, DRAINING, ENGINE, METRICS, SETTINGS, STORE, UPSTREAM
 from .listeners import add_management
+from .metering import counted
+from .metrics import MeasuredStore, Metrics
 from .proxy import handle
 from .resolver import policy_for, protect_named_endpoints
 from .settings import Settings, TlsSettings
@@ -46,7 +48,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
                 "only, and a job recovered after a restart runs without them",
                 headers=protected,
             )
-    app[STORE] = store
+    app[STORE] = MeasuredStore(store, app[METRICS])
     yield
     await app[STORE].close()
 
@@ -86,7 +88,9 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         deliverer = Deliverer(session, app[AUTH], settings.callback.signing.keys)
 
         def make_steps(worker: Worker) -> Steps:
-            return Steps(settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH], worker)
+            return Steps(
+                settings, app[STORE], app[UPSTREAM], deliverer, app[AUTH], worker, app[METRICS]
+            )
 
         engine = Engine(settings, app[STORE], make_steps, shared_store=is_shared(settings))
         app[ENGINE] = engine
@@ -115,12 +119,13 @@ def create_app(settings: Settings, *, store: JobStore | None = None) -> web.Appl
     app[SETTINGS] = settings
     app[LISTEN] = settings.listen
     app[DRAINING] = asyncio.Event()
+    app[METRICS] = metrics = Metrics()
     contexts: list[Context] = [upstream_ctx, auth_ctx, engine_ctx]
     if store is None:
         contexts.insert(0, store_ctx)
     else:
-        app[STORE] = store
+        app[STORE] = MeasuredStore(store, metrics)
     app.cleanup_ctx.extend(contexts)
     add_management(app, settings)  # after the contexts: its listener needs them
-    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)  # any path, %0A included
+    app.router.add_route("*", r"/{tail:[\s\S]*}", counted(handle, metrics))  # any path, %0A too
     return app

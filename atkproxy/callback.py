@@ -24,6 +24,7 @@ from .redact import without_urls
 from .resolver import GuardedResolver, literal_guard, refusal
 from .retry import retry_after_seconds
 from .signing import signed_headers
+from .tracing import trace_headers
 
 
 def callback_session(
@@ -55,6 +56,7 @@ def callback_headers(job: Job, attempt: int) -> CIMultiDict[str]:
     headers["X-ATK-Instance-Id"] = job.instance_id
     headers["X-ATK-Upstream-Status"] = str(job.result.status)
     headers["X-ATK-Attempt"] = str(attempt)
+    headers.extend(trace_headers(job.trace))  # the receiver's work joins the client's trace
     return headers
 
 

@@ -25,6 +25,7 @@ from .jobs import DELIVERY_STATES, UPSTREAM_STATES, AtkStatus, Job, JobState
 from .settings import Settings
 from .steps import LetGo, Steps, Worker
 from .store import JobStore
+from .tracing import trace_fields
 
 log = structlog.get_logger("atkproxy.engine")
 
@@ -43,6 +44,9 @@ class Lane:
         self.name = name
         self.states = states
         self.slots = slots
+        # jobs of this lane running here (metrics): `slots.busy` also counts the slots a
+        # claim holds while it asks the store, which would show a burst that is not there
+        self.running = 0
 
 
 class Engine:
@@ -126,10 +130,12 @@ class Engine:
     def _start(self, job: Job, lane: Lane) -> None:
         task = asyncio.create_task(self._guarded(job), name=f"atkproxy-job-{job.id}")
         self._held[job.id] = task
+        lane.running += 1
         self._idle.clear()
 
         def done(_: asyncio.Task[None]) -> None:
             self._held.pop(job.id, None)
+            lane.running -= 1
             lane.slots.give()
             if job.id in self._claimed_while_held:
                 self._claimed_while_held.discard(job.id)
@@ -139,7 +145,8 @@ class Engine:
         task.add_done_callback(done)
 
     async def _guarded(self, job: Job) -> None:
-        with structlog.contextvars.bound_contextvars(job=job.id, instance=job.instance_id):
+        bound = {"job": job.id, "instance": job.instance_id, **trace_fields(job.trace)}
+        with structlog.contextvars.bound_contextvars(**bound):
             try:
                 await self._steps.run(job)
             except LetGo as exc:

@@ -10,6 +10,7 @@ from .accept import Acceptor
 from .auth import CallbackAuth
 from .engine import Engine
 from .forward import Upstream
+from .metrics import Metrics
 from .settings import Settings
 from .store import JobStore
 
@@ -19,6 +20,7 @@ UPSTREAM = web.AppKey("upstream", Upstream)
 AUTH = web.AppKey("auth", CallbackAuth)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)
 ENGINE = web.AppKey("engine", Engine)
+METRICS = web.AppKey("metrics", Metrics)
 # Set at SIGTERM: readiness answers 503 from then on, so endpoints stop sending traffic.
 DRAINING = web.AppKey("draining", asyncio.Event)
 # The loop time by which the shutdown must be done; jobs get what is left of it.

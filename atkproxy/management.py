@@ -8,6 +8,7 @@
     POST /jobs/redeliver?state=&limit=   the same in bulk; answers how many           (token)
     GET  /health, /ready            liveness; readiness (503 while the store cannot take a
                                     write, or while the proxy is draining)
+    GET  /metrics                   Prometheus text format (metrics.py names them)
 
 The (token) endpoints need `Authorization: Bearer <management.token>`; with no token
 configured they answer only peers on loopback. The (owner) endpoints show a job made with
@@ -32,6 +33,7 @@ from .errors import json_error
 from .forward import hop_filtered
 from .jobs import REDELIVERABLE, Attempt, Job, JobState
 from .keys import DRAINING, ENGINE, SETTINGS, STORE
+from .metering import metrics_endpoint
 from .ownership import Ownership, ownership_for
 
 MAX_LIMIT = 1000
@@ -262,6 +264,7 @@ class Readiness:
 def add_routes(app: web.Application, prefix: str, readiness: Readiness) -> None:
     app.router.add_get(f"{prefix}/health", health)
     app.router.add_get(f"{prefix}/ready", readiness.answer)
+    app.router.add_get(f"{prefix}/metrics", metrics_endpoint)
     app.router.add_get(f"{prefix}/jobs", list_jobs)
     app.router.add_post(f"{prefix}/jobs/redeliver", redeliver_many)
     app.router.add_get(f"{prefix}/jobs/{{job_id}}", get_job)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -13,7 +15,8 @@ from .errors import Rejected, json_error
 from .forward import Upstream
 from .forwarded import Network
 from .headers import forward_headers, response_headers
-from .keys import ACCEPTOR, SETTINGS, UPSTREAM
+from .keys import ACCEPTOR, METRICS, SETTINGS, UPSTREAM
+from .metrics import Metrics
 from .upstream import CHUNK, Answer, Body, UpstreamError
 
 log = structlog.get_logger("atkproxy.proxy")
@@ -25,8 +28,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         mode = requested_mode(request.headers)
         if mode.is_async and request.method in ASYNC_METHODS:
             return await request.app[ACCEPTOR].accept(request, mode)
-        trusted = request.app[SETTINGS].listen.trusted_proxies
-        return await pass_through(request, request.app[UPSTREAM], trusted)
+        return await PassThrough.of(request.app)(request)
     except Rejected as exc:
         if not exc.logged:
             log.warning(
@@ -39,30 +41,47 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return json_error(exc.status, exc.message, exc.retry_after)
 
 
-async def pass_through(
-    request: web.Request, upstream: Upstream, trusted: Sequence[Network] = ()
-) -> web.StreamResponse:
-    """`request` relayed to the upstream and its answer streamed back; `trusted`: the peers
-    whose forwarding headers are kept (forwarded.py). (Served both from the application and
-    from the server's dispatcher, where `request.app` is not there: it takes what it needs.)"""
-    pairs = request.headers.items()
-    headers = forward_headers(pairs, request.remote, request.scheme, request.host, trusted)
-    body = await request_body(request)
-    try:
-        async with upstream.stream(request.method, request.raw_path, headers, body) as answer:
-            return await relay(request, answer)
-    except UpstreamError as exc:
-        if client_gone(request):  # its body stopped coming: not the upstream's fault
-            log.info("client went away", method=request.method, path=request.path)
-        else:
-            log.warning(
-                "upstream error",
-                status=exc.status,
-                reason=str(exc),
-                method=request.method,
-                path=request.path,
-            )
-        return json_error(exc.status, str(exc))
+@dataclass(frozen=True, slots=True)
+class PassThrough:
+    """Relays a request to the upstream and streams its answer back. It is served from the
+    application and from the server's dispatcher, where `request.app` is not there: it holds
+    what it needs. `trusted`: the peers whose forwarding headers are kept (forwarded.py)."""
+
+    upstream: Upstream
+    trusted: Sequence[Network]
+    metrics: Metrics
+
+    @classmethod
+    def of(cls, app: web.Application) -> PassThrough:
+        return cls(app[UPSTREAM], app[SETTINGS].listen.trusted_proxies, app[METRICS])
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        pairs = request.headers.items()
+        host, trusted = request.host, self.trusted
+        headers = forward_headers(pairs, request.remote, request.scheme, host, trusted)
+        body = await request_body(request)
+        try:
+            started = time.perf_counter()
+            method, target = request.method, request.raw_path
+            async with self.upstream.stream(method, target, headers, body) as answer:
+                self.metrics.upstream_answered(started)  # its headers: the latency
+                return await relay(request, answer)
+        except UpstreamError as exc:
+            return upstream_failed(request, exc)
+
+
+def upstream_failed(request: web.Request, exc: UpstreamError) -> web.Response:
+    if client_gone(request):  # its body stopped coming: not the upstream's fault
+        log.info("client went away", method=request.method, path=request.path)
+    else:
+        log.warning(
+            "upstream error",
+            status=exc.status,
+            reason=str(exc),
+            method=request.method,
+            path=request.path,
+        )
+    return json_error(exc.status, str(exc))
 
 
 async def request_body(request: web.Request) -> Body:

@@ -2,7 +2,7 @@
 
 aiohttp's Application sends every request through its router, match info and middleware chain.
 Pass-through needs none of it: `ProxyRunner` installs `Dispatcher` as the server's request
-handler, which hands a request without the async opt-in straight to `proxy.pass_through`, and
+handler, which hands a request without the async opt-in straight to `proxy.PassThrough`, and
 everything else (the management API under its prefix, async requests, requests the mode check
 rejects) to the application as before, so routes, cleanup contexts and signals work unchanged.
 """
@@ -16,8 +16,8 @@ from aiohttp import web
 
 from .accept import ASYNC_METHODS, MODE, requested_mode
 from .errors import Rejected
-from .keys import SETTINGS, UPSTREAM
-from .proxy import pass_through
+from .keys import SETTINGS
+from .proxy import PassThrough
 
 EXPECT = "Expect"
 PREFER = "Prefer"
@@ -30,13 +30,14 @@ class Dispatcher:
     def __init__(self, app: web.Application, routed: RequestHandler) -> None:
         self._routed = routed
         self._prefix = app[SETTINGS].management.prefix
-        self._upstream = app[UPSTREAM]
-        self._trusted = app[SETTINGS].listen.trusted_proxies
+        self._pass = PassThrough.of(app)
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         if self._direct(request):
             # the server's request factory is the application's: a web.Request
-            return await pass_through(cast(web.Request, request), self._upstream, self._trusted)
+            response = await self._pass(cast(web.Request, request))
+            self._pass.metrics.request("sync", response.status)
+            return response
         return await self._routed(request)
 
     def _direct(self, request: web.BaseRequest) -> bool:

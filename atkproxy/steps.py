@@ -25,6 +25,7 @@ from .auth import CallbackAuth
 from .callback import Deliverer
 from .forward import Upstream, UpstreamUnavailable, failed_result
 from .jobs import AtkStatus, Attempt, Job, JobState, UpstreamResult
+from .metrics import Metrics
 from .retry import delivery_stops, first_delivery_at, next_delivery_at, upstream_retry_at
 from .settings import Settings
 from .status import Probe, ask_until_answered, derive
@@ -61,6 +62,7 @@ class Steps:
         deliverer: Deliverer,
         auth: CallbackAuth,
         worker: Worker,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -68,6 +70,7 @@ class Steps:
         self._deliverer = deliverer
         self._auth = auth
         self._worker = worker
+        self._metrics = metrics or Metrics()
 
     async def run(self, job: Job) -> Job:
         """Carry a claimed (or just accepted) job as far as it goes now."""
@@ -85,7 +88,10 @@ class Steps:
         request = job.request
         assert request is not None  # a claimed job comes with its bodies
         job = await self.save(job.to(JobState.RUNNING, due_at=time.time()))
+        started = time.perf_counter()
         result = await self._upstream.call(request, self._settings.async_.max_result)
+        if result.error is None:  # as for pass-through: calls that got an answer
+            self._metrics.upstream_answered(started, job=True)
         if result.not_sent:
             return await self.call_later(job, result)
         return await self.conclude(job, result)
@@ -99,6 +105,7 @@ class Steps:
         log.info(
             "upstream not reached; calling again later", tries=job.tries + 1, error=result.error
         )
+        self._metrics.upstream_retries.inc()
         retried = job.to(JobState.ACCEPTED, tries=job.tries + 1, reason=result.error)
         return await self.save(retried.released(again))
 
@@ -176,6 +183,7 @@ class Steps:
         else:
             job = job.to(JobState.DEAD, reason=self._dead_reason(job, attempt)).released(None)
         job = await self.save(job)
+        self._metrics.attempt(_outcome(job, attempt, self._settings))
         log.info("callback delivered" if attempt.ok else "callback attempt failed",
                  attempt=number, receiver_status=attempt.status, error=attempt.error,
                  state=job.state.value)  # fmt: skip
@@ -225,6 +233,13 @@ class Steps:
         except TimeoutError:
             return
         raise LetGo("stopping; the job stays as last saved") from exc
+
+
+def _outcome(job: Job, attempt: Attempt, settings: Settings) -> str:
+    """How an attempt ended, for atkproxy_callback_attempts_total{outcome}."""
+    if job.state is not JobState.DEAD:
+        return "delivered" if attempt.ok else "retry"
+    return "stopped" if delivery_stops(attempt, settings.callback.retry) else "dead"
 
 
 def _interrupted(pending: Attempt) -> Attempt:

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import structlog
@@ -28,7 +28,8 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 
 from atkproxy.app import store_ctx
 from atkproxy.jobs import JobState, UpstreamRequest
-from atkproxy.keys import SETTINGS, STORE
+from atkproxy.keys import METRICS, SETTINGS, STORE
+from atkproxy.metrics import MeasuredStore, Metrics
 from atkproxy.settings import Settings
 from atkproxy.sources import describe, load
 from atkproxy.store import JobStore, LeaseLost, StoreUnavailable, open_store
@@ -240,10 +241,11 @@ async def test_the_proxy_seals_credentials_before_they_reach_redis(tmp_path: Pat
     )
     app = web.Application()
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     context = store_ctx(app)
     try:
         await anext(context)
-        assert isinstance(app[STORE], SealedStore)
+        assert isinstance(cast(MeasuredStore, app[STORE]).inner, SealedStore)
         headers = [("Authorization", SECRET), ("Accept", "text/plain")]
         job = replace(FULL_JOB, request=UpstreamRequest("POST", "/orders", headers, b"{}"))
         await app[STORE].add(job)
