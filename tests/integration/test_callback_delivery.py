@@ -92,6 +92,7 @@ async def test_unreachable_upstream_is_failed_with_the_sync_error_as_body(
     assert callback.headers["X-ATK-Upstream-Status"] == "502"
     assert callback.json()["error"].startswith("upstream not reached")
     assert view["upstream_tries"] == 3
+    assert view["reason"] == view["upstream"]["error"] == callback.json()["error"]
 
 
 async def test_receiver_status_decides_without_reading_its_body(

@@ -13,7 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from atkproxy.jobs import Job, JobState, UpstreamRequest, UpstreamResult
 from atkproxy.keys import AUTH
+from atkproxy.store.memory import MemoryStore
 
 from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
 from .support import ASYNC, Echo, FailingStore, idle, job_view, wait_job
@@ -463,3 +465,24 @@ async def test_an_injected_id_gets_a_body_of_the_right_length(
     lengths = [v for k, v in seen["headers"] if k.lower() == "content-length"]
     assert lengths == [str(len(sent))] and len(sent) > len(body)
     assert order_id in seen["body"]
+
+
+async def test_a_job_whose_upstream_had_answered_is_concluded_not_run_again(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
+) -> None:
+    # what a process that died while probing the status leaves: running, the result saved,
+    # the lease its own (expired)
+    store = MemoryStore()
+    result = UpstreamResult(200, [("Content-Type", "application/json")], b'{"ok": true}')
+    left = Job(id="left", instance_id="i-1", method="POST", path_qs="/orders",
+               request=UpstreamRequest("POST", "/orders", [], b"{}"), state=JobState.RUNNING,
+               due_at=1.0, lease_owner="dead", lease_until=2.0).with_result(result)  # fmt: skip
+    await store.add(left)
+    proxy = await make_proxy(upstream, automatiko=False, store=store)
+
+    view = await wait_job(proxy, "/_atk/jobs/left")
+
+    assert (view["state"], view["status"], view["upstream"]) == (
+        "finished", "Completed", {"status": 200, "error": None},
+    )  # fmt: skip
+    assert echo.seen == []  # concluded from the saved answer: the call is not made again

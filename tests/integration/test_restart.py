@@ -67,6 +67,7 @@ async def test_interrupted_jobs_are_rerun_or_failed_and_queued_jobs_run(
     views = {name: await wait_job(second, loc, ("delivered",)) for name, loc in locations.items()}
     assert views["unsafe"]["status"] == "Failed"
     assert views["unsafe"]["reason"].startswith("interrupted")
+    assert views["unsafe"]["upstream"] == {"status": 502, "error": views["unsafe"]["reason"]}
     assert views["safe"]["status"] == "Completed"
     assert views["queued"]["status"] == "Completed"
     statuses = sorted(c.headers["X-ATK-Status"] for c in receiver.received)

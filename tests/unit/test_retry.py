@@ -9,6 +9,7 @@ import pytest
 from atkproxy.jobs import Attempt, Job
 from atkproxy.retry import (
     delivery_stops,
+    first_delivery_at,
     jitter,
     next_delivery_at,
     retry_after_seconds,
@@ -116,6 +117,11 @@ def test_gone_and_stop_on_statuses_stop_delivery(
 def test_a_refused_destination_stops_delivery(error: str, stops: bool) -> None:
     attempt = Attempt(NOW, None, error, 0.0)
     assert delivery_stops(attempt, CallbackRetry()) is stops
+
+
+def test_the_first_delivery_waits_the_schedule_s_first_step() -> None:
+    policy = CallbackRetry.model_validate({"schedule": ["2s", "5s"]})
+    assert first_delivery_at(policy, NOW) == NOW + 2
 
 
 def test_jitter_only_lengthens_a_delay_by_at_most_a_tenth() -> None:
