@@ -64,7 +64,8 @@ def store_files(folder: Path) -> bytes:
 
 
 SIGNING = "whsec_" + base64.b64encode(b"signing-secret-value-123").decode()
-SECRETS = ["qu3ry-secret", "t0ps3cret", "m4lformed", "api-s3cret", SIGNING.removeprefix("whsec_")]
+SECRETS = ["qu3ry-secret", "t0ps3cret", "m4lformed", "api-s3cret", SIGNING.removeprefix("whsec_"),
+           "m4nagement-t0ken", "0wner-key-value"]  # fmt: skip
 
 
 async def test_a_full_run_shows_no_secret(
@@ -85,6 +86,7 @@ async def test_a_full_run_shows_no_secret(
         *("-D", "callback.auth.query_value=qu3ry-secret"),
         *("-D", "callback.destinations.allow=[127.0.0.1/32]"),
         *("-D", f"callback.signing.secrets=[{SIGNING}]"),
+        *("-D", "management.token=m4nagement-t0ken", "-D", "management.owner_key=0wner-key-value"),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
@@ -93,6 +95,9 @@ async def test_a_full_run_shows_no_secret(
         async with session.post(f"{base}/orders", json={}, headers=headers) as r:
             assert r.status == 202
         assert (await receiver.next()).query == {"token": "qu3ry-secret"}
+        operator = {"Authorization": "Bearer m4nagement-t0ken"}
+        async with session.get(f"{base}/_atk/jobs", headers=operator) as r:
+            assert r.status == 200 and len((await r.json())["jobs"]) == 1
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET / HTTP/1.1\r\nHost: p\r\nAuthorization: Basic m4lformed\x7f\r\n\r\n")
     answer = await reader.read()
