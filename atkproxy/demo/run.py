@@ -6,6 +6,7 @@ in async mode with a callback, and prints the 202, the callback and the job reco
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from collections.abc import Mapping
@@ -79,6 +80,18 @@ async def exchange(proxy_url: str, callback_url: str, receiver: CallbackReceiver
             location = r.headers["Location"]
         got: Received = await receiver.next(timeout=30)
         show(f"callback {got.method} {got.path}", "", got.headers, got.body)
-        async with client.get(f"{proxy_url}{location}") as r:
-            print(f"\n--- GET {location}: {r.status}")
-            print(json.dumps(await r.json(), indent=2))
+        status, record = await settled(client, f"{proxy_url}{location}")
+        print(f"\n--- GET {location}: {status}")
+        print(json.dumps(record, indent=2))
+
+
+async def settled(client: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    """The job record once the receiver's answer is recorded (it arrives just after the
+    callback itself), or as it is after a few seconds."""
+    for _ in range(100):
+        async with client.get(url) as r:
+            status, record = r.status, await r.json()
+        if record.get("state") in ("delivered", "dead", "finished"):
+            break
+        await asyncio.sleep(0.05)
+    return status, record
