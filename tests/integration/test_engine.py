@@ -271,7 +271,9 @@ async def test_a_backend_that_starts_after_the_proxy_completes_the_jobs(
         return all(v["upstream_tries"] >= 2 for v in views)
 
     await until(tried_twice)
-    assert {(await job_view(proxy, loc))["state"] for loc in locations} == {"accepted"}
+    waiting = [await job_view(proxy, loc) for loc in locations]
+    assert {view["state"] for view in waiting} == {"accepted"}
+    assert all(view["reason"].startswith("upstream not reached") for view in waiting)
     await aiohttp_server(echo.app, port=port)
 
     views = [await wait_job(proxy, loc, ("delivered",)) for loc in locations]
