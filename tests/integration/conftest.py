@@ -18,6 +18,8 @@ from atkproxy.server import ProxyRunner
 from atkproxy.settings import Settings
 from atkproxy.store import JobStore
 
+from .support import Echo
+
 ServerFactory = Callable[..., Awaitable[TestServer]]
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -55,6 +57,17 @@ def proxy_settings(
         "async": {"drain_timeout": "1s"},
     }
     return Settings.model_validate(merged(merged(base, defaults), config or {}))
+
+
+@pytest.fixture
+def echo() -> Echo:
+    return Echo()
+
+
+@pytest.fixture
+async def upstream(echo: Echo, aiohttp_server: ServerFactory) -> str:
+    """An Echo upstream (support.py): answers with what it received; can hold requests."""
+    return await start_app(aiohttp_server, echo.app)
 
 
 @pytest.fixture

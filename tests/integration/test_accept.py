@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from atkproxy.store.memory import MemoryStore
 
-from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
+from .conftest import ProxyFactory, Receiver
 from .support import ASYNC, Echo, FailingStore, header_names, idle, stored, wait_job
 
 JSON_ROUTE = {
@@ -24,18 +24,8 @@ JSON_ROUTE = {
 
 
 @pytest.fixture
-def echo() -> Echo:
-    return Echo()
-
-
-@pytest.fixture
 def store() -> MemoryStore:
     return MemoryStore()
-
-
-@pytest.fixture
-async def upstream(echo: Echo, aiohttp_server: ServerFactory) -> str:
-    return await start_app(aiohttp_server, echo.app)
 
 
 @pytest.fixture

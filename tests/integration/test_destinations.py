@@ -12,19 +12,8 @@ from atkproxy.callback import callback_session, describe
 from atkproxy.destinations import Policy
 from atkproxy.store.memory import MemoryStore
 
-from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
+from .conftest import ProxyFactory, Receiver
 from .support import ASYNC, Echo, stored, wait_job
-
-
-@pytest.fixture
-def echo() -> Echo:
-    return Echo()
-
-
-@pytest.fixture
-async def upstream(echo: Echo, aiohttp_server: ServerFactory) -> str:
-    return await start_app(aiohttp_server, echo.app)
-
 
 LOOPBACK_SPELLINGS = [
     "http://127.1:{port}/cb",

@@ -23,16 +23,6 @@ from .support import ASYNC, Echo, FailingStore, idle, job_view, wait_job
 Client = TestClient[Any, Any]
 
 
-@pytest.fixture
-def echo() -> Echo:
-    return Echo()
-
-
-@pytest.fixture
-async def upstream(echo: Echo, aiohttp_server: ServerFactory) -> str:
-    return await start_app(aiohttp_server, echo.app)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -23,16 +23,6 @@ from .support import ASYNC, Echo, stored, wait_job
 DEEP = b"[" * 1000 + b"]" * 1000
 
 
-@pytest.fixture
-def echo() -> Echo:
-    return Echo()
-
-
-@pytest.fixture
-async def upstream(echo: Echo, aiohttp_server: ServerFactory) -> str:
-    return await start_app(aiohttp_server, echo.app)
-
-
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

@@ -22,11 +22,6 @@ from .support import Echo, header_names, pattern
 
 
 @pytest.fixture
-def echo() -> Echo:
-    return Echo()
-
-
-@pytest.fixture
 async def proxy(
     echo: Echo, aiohttp_server: ServerFactory, make_proxy: ProxyFactory
 ) -> TestClient[Any, Any]:

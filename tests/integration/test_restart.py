@@ -8,18 +8,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
+from .conftest import ProxyFactory, Receiver
 from .support import ASYNC, Echo, wait_job
-
-
-@pytest.fixture
-def echo() -> Echo:
-    return Echo()
-
-
-@pytest.fixture
-async def upstream(echo: Echo, aiohttp_server: ServerFactory) -> str:
-    return await start_app(aiohttp_server, echo.app)
 
 
 def sqlite_config(tmp_path: Path, **async_section: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
+from .conftest import ProxyFactory, Receiver
 from .support import ASYNC, Echo, wait_job
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -18,16 +18,6 @@ PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 STATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
 TRACED = {"traceparent": PARENT, "tracestate": STATE}
 WITH_CONTEXT = [structlog.contextvars.merge_contextvars]  # the job's bound fields too
-
-
-@pytest.fixture
-def echo() -> Echo:
-    return Echo()
-
-
-@pytest.fixture
-async def upstream(echo: Echo, aiohttp_server: ServerFactory) -> str:
-    return await start_app(aiohttp_server, echo.app)
 
 
 def seen_header(seen: dict[str, Any], name: str) -> list[str]:
