@@ -255,11 +255,13 @@ class Acceptor:
     ) -> Job:
         target = resolved.target
         headers = target.headers
+        key = request.headers.get(IDEMPOTENCY_KEY)
+        # of the body as the client sent it: an id assigned and injected differs every time
+        fingerprint = None if key is None else digest(request.raw_path, body)
         if resolved.body_changed:
             body = json.dumps(target.doc).encode()
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         upstream = UpstreamRequest(request.method, target.path_qs, headers, body)
-        key = request.headers.get(IDEMPOTENCY_KEY)
         now = time.time()
         return Job(
             id=new_job_id(),
@@ -275,7 +277,7 @@ class Acceptor:
             updated_at=now,
             due_at=now,
             idempotency=None if key is None else digest(request.method, request.path, key),
-            fingerprint=None if key is None else digest(request.raw_path, body),
+            fingerprint=fingerprint,
             reply=json.dumps(reply_body(match, resolved)).encode(),
         )
 

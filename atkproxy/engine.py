@@ -71,6 +71,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._counted_at = -float("inf")
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -167,6 +168,7 @@ class Engine:
             self._wake.clear()
             try:
                 await self._hand_back_leases()
+                await self._count_waiting()
                 claimed = await self._claim(self.upstream) + await self._claim(self.delivery)
             except Exception as exc:
                 log.warning("claiming due jobs failed; trying again", error=exc.__class__.__name__)
@@ -199,6 +201,17 @@ class Engine:
             elif lane.slots.take() == 1:
                 self._start(job, lane)
         return len(jobs)
+
+    async def _count_waiting(self) -> None:
+        """With a shared store, other replicas claim the jobs this one accepted (and this one
+        theirs), so counting its own accepts and claims would drift (up to a full queue and
+        503s while the store has nothing waiting): the backlog admission bounds is the
+        store's, counted again at most once per poll."""
+        now = time.monotonic()
+        if not self._shared or now - self._counted_at < self._settings.store.poll:
+            return
+        self._counted_at = now
+        self.admission.waiting = (await self._store.counts())[JobState.ACCEPTED]
 
     async def _hand_back_leases(self) -> None:
         if self._hand_back:
