@@ -12,7 +12,8 @@ starts with `X-ATK-Callback` for `--duration` seconds. Measured:
 
 Cases: `sqlite` (each replica its own file, as pods with their own volume: no shared truth),
 and `redis` (one redis-server, AOF `appendfsync always`, shared by the replicas), with 1 and
-2 replicas. `async.max_queue` is raised so that the accept rate is the store's, not shedding.
+2 replicas; `redis-everysec:N` runs Redis with `appendfsync everysec` instead.
+`async.max_queue` is raised so that the accept rate is the store's, not shedding.
 
     python -m benchmarks.replicas [--duration 10] [--connections 32] [--cases sqlite:1 ...]
 
@@ -153,10 +154,10 @@ def proxy_command(port: int, backend: int, store: str) -> list[str]:
     return [sys.executable, "-m", "atkproxy", "serve", "--config", str(PRESET), *args]
 
 
-def redis_command(port: int, directory: Path) -> list[str]:
+def redis_command(port: int, directory: Path, fsync: str) -> list[str]:
     return [
         "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-        "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--loglevel", "warning",
+        "--save", "", "--appendonly", "yes", "--appendfsync", fsync, "--loglevel", "warning",
     ]  # fmt: skip
 
 
@@ -217,9 +218,9 @@ def run_case(
     directory = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work))
     redis: list[subprocess.Popen[bytes]] = []
     with ExitStack() as stack:
-        if kind == "redis":
-            redis_port = free_port()
-            redis.append(stack.enter_context(started(redis_command(redis_port, directory),
+        if kind.startswith("redis"):
+            redis_port, fsync = free_port(), kind.partition("-")[2] or "always"
+            redis.append(stack.enter_context(started(redis_command(redis_port, directory, fsync),
                          redis_port, "redis-server", directory / "redis.log")))  # fmt: skip
             stores = [f"redis://127.0.0.1:{redis_port}/0"] * len(ports)
         else:
@@ -253,7 +254,8 @@ def run_case(
 
 def describe(case: str) -> str:
     kind, count = case.split(":")
-    store = "SQLite, a file each" if kind == "sqlite" else "Redis, shared (AOF always)"
+    fsync = kind.partition("-")[2] or "always"
+    store = "SQLite, a file each" if kind == "sqlite" else f"Redis, shared (AOF {fsync})"
     return f"{store}, {count} replica{'s' if count != '1' else ''}"
 
 
