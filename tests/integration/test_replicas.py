@@ -309,6 +309,32 @@ async def test_redis_away_for_a_while_503s_then_everything_carries_on(
     receiver.report([held, *jobs])
 
 
+async def test_redis_away_longer_than_the_lease_the_holder_keeps_its_job(
+    own_redis_server: RedisServer, aiohttp_server: ServerFactory
+) -> None:
+    """Every lease runs out while nobody can renew it: when Redis is back the holder, alive,
+    renews before the other replica may claim, so the answer it got meanwhile is the job's
+    result (not `interrupted`). The lease is long beside the claim loop's retry, as the
+    default 30 s is: a replica that claimed at once would take the job most of the time."""
+    echo, receiver = Echo(), Receiver()
+    upstream = await start_app(aiohttp_server, echo.app)
+    callback = await start_app(aiohttp_server, receiver.app) + "/cb"
+    lease = 12.0
+    async with (
+        aiohttp.ClientSession() as session,
+        fleet(session, 2, own_redis_server.url, upstream, f"store.lease={lease}s") as f,
+    ):
+        held = await accept(session, f.base(0), "/hold/1", callback)
+        await asyncio.wait_for(echo.arrived.get(), 20)
+        own_redis_server.stop()
+        echo.release.set()  # answered while Redis is away; saving the result waits
+        await asyncio.sleep(lease + 1)  # until the lease has run out: nothing to poll meanwhile
+        await asyncio.to_thread(own_redis_server.start)
+        view = await wait_state(session, f.base(1), held, {"delivered"})
+    assert (view["status"], view["reason"]) == ("Completed", None)
+    assert len(echo.seen) == 1
+
+
 async def test_an_idempotency_key_gives_one_job_whichever_replicas_it_reaches(
     redis_url: str, aiohttp_server: ServerFactory
 ) -> None:
