@@ -96,13 +96,13 @@ class Receiver:
 
     async def wait_for(self, jobs: list[str], deadline: float = 60) -> None:
         async with asyncio.timeout(deadline):
-            while missing := set(jobs) - {c.job for c in self.got}:
+            while set(jobs) - {c.job for c in self.got}:
                 self.arrived.clear()
                 await self.arrived.wait()
-        del missing
 
     def report(self, jobs: list[str]) -> Counter[str]:
-        """Callbacks per job; prints the duplicates (at-least-once delivery allows them)."""
+        """Callbacks per job, one at least for each of `jobs`; prints the duplicates
+        (delivery is at least once: they are allowed, and counted)."""
         received = Counter(c.job for c in self.got)
         duplicates = {job: n for job, n in received.items() if n > 1}
         print(f"accepted={len(jobs)} callbacks={len(self.got)} duplicates={duplicates}")
