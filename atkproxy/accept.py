@@ -164,6 +164,18 @@ def scoped(method: str, path: str, key: str, owner: str | None) -> str:
     return digest(method, path, key) if owner is None else digest(method, path, key, owner)
 
 
+def idempotency_of(
+    request: web.Request, body: bytes, owner: str | None
+) -> tuple[str | None, str | None]:
+    """The digest an Idempotency-Key is recorded under (method, path, key, owner) and the
+    fingerprint of the request as the client sent it (an id assigned and injected into the
+    body differs every time); (None, None) without a key."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None, None
+    return scoped(request.method, request.path, key, owner), digest(request.raw_path, body)
+
+
 class Acceptor:
     def __init__(
         self,
@@ -267,12 +279,12 @@ class Acceptor:
     ) -> Job:
         target = resolved.target
         headers = target.headers
+        owner = self._ownership.owner(request.headers)
+        idempotency, fingerprint = idempotency_of(request, body, owner)
         if resolved.body_changed:
             body = json.dumps(target.doc).encode()
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         upstream = UpstreamRequest(request.method, target.path_qs, headers, body)
-        key = request.headers.get(IDEMPOTENCY_KEY)
-        owner = self._ownership.owner(request.headers)
         now = time.time()
         return Job(
             id=new_job_id(),
@@ -287,8 +299,8 @@ class Acceptor:
             created_at=now,
             updated_at=now,
             due_at=now,
-            idempotency=None if key is None else scoped(request.method, request.path, key, owner),
-            fingerprint=None if key is None else digest(request.raw_path, body),
+            idempotency=idempotency,
+            fingerprint=fingerprint,
             reply=json.dumps(reply_body(match, resolved)).encode(),
             owner=owner,
             trace=job_trace(request.headers),

@@ -3,7 +3,8 @@
 A place is held for a request while it is being accepted and released, whatever happens,
 when the `async with` ends. A request accepted while an upstream slot is free takes the
 slot and starts at once (`Place.slot`); the others wait in the store until the engine
-claims them. `async.max_queue` bounds the waiting ones, as this process counts them.
+claims them. `async.max_queue` bounds the waiting ones, as this process counts them (with a
+store shared by replicas, the engine sets the count from the store's backlog at every poll).
 """
 
 from __future__ import annotations

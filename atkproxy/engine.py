@@ -31,6 +31,7 @@ log = structlog.get_logger("atkproxy.engine")
 
 PURGE_BATCH = 500  # rows per purge transaction: an accept never waits long behind one
 CLAIM_ERROR_DELAY = 1.0
+RENEW_ERROR_DELAY = 0.25  # renewals are tried again this soon after a failure
 
 
 def new_owner() -> str:
@@ -75,6 +76,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._counted_at = -float("inf")
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -174,10 +176,11 @@ class Engine:
             self._wake.clear()
             try:
                 await self._hand_back_leases()
+                await self._count_waiting()
                 claimed = await self._claim(self.upstream) + await self._claim(self.delivery)
             except Exception as exc:
                 log.warning("claiming due jobs failed; trying again", error=exc.__class__.__name__)
-                await asyncio.sleep(CLAIM_ERROR_DELAY)
+                await self._after_store_failure()
                 continue
             if claimed:
                 continue
@@ -187,6 +190,21 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings.store.poll):
                     await self._wake.wait()
+
+    async def _after_store_failure(self) -> None:
+        """Wait for the store to answer again. A shared store's leases ran out meanwhile with
+        nobody able to renew them, so claim only once their holders (who retry renewals every
+        RENEW_ERROR_DELAY) have had time to renew: else a replica would take over jobs whose
+        holders are alive, and a call that was answered would end `interrupted`."""
+        while True:
+            await asyncio.sleep(CLAIM_ERROR_DELAY)
+            try:
+                await self._store.ping()
+                break
+            except Exception:
+                continue
+        if self._shared:
+            await asyncio.sleep(CLAIM_ERROR_DELAY)
 
     async def _claim(self, lane: Lane) -> int:
         wanted = lane.slots.free  # not taken meanwhile: an accept may still start at once
@@ -205,29 +223,49 @@ class Engine:
                 self._hand_back.add(job.id)
         return len(jobs)
 
+    async def _count_waiting(self) -> None:
+        """With a shared store, other replicas claim the jobs this one accepted (and this one
+        theirs), so counting its own accepts and claims would drift (up to a full queue and
+        503s while the store has nothing waiting): the backlog admission bounds is the
+        store's, counted again at most once per poll."""
+        now = time.monotonic()
+        if not self._shared or now - self._counted_at < self._settings.store.poll:
+            return
+        self._counted_at = now
+        self.admission.waiting = (await self._store.counts())[JobState.ACCEPTED]
+
     async def _hand_back_leases(self) -> None:
         if self._hand_back:
             ids, self._hand_back = list(self._hand_back), set()
             await self._store.renew(self.worker.owner, ids, time.time())
 
     async def _renew_loop(self) -> None:
+        every = self.worker.lease / 3
+        delay = every
         while True:
-            await asyncio.sleep(self.worker.lease / 3)
-            held = list(self._held)
-            if not held:
-                continue
-            try:
-                kept = await self._store.renew(
-                    self.worker.owner, held, time.time() + self.worker.lease
-                )
-            except Exception as exc:
+            await asyncio.sleep(delay)
+            renewed = await self._renew_held(warn=delay == every)
+            # after a failure soon again: when the store is back, renew before others claim
+            delay = every if renewed else min(every, RENEW_ERROR_DELAY)
+
+    async def _renew_held(self, warn: bool) -> bool:
+        """Renew the leases of the jobs held here; stop those another worker took over.
+        False when the store failed (logged when `warn`: once per failing spell)."""
+        held = list(self._held)
+        if not held:
+            return True
+        try:
+            kept = await self._store.renew(self.worker.owner, held, time.time() + self.worker.lease)
+        except Exception as exc:
+            if warn:
                 log.warning("renewing leases failed", error=exc.__class__.__name__)
-                continue
-            for job_id in set(held) - kept:  # another worker took it over
-                task = self._held.get(job_id)
-                if task is not None:
-                    log.warning("lease lost; stopping work on the job", job=job_id)
-                    task.cancel()
+            return False
+        for job_id in set(held) - kept:  # another worker took it over
+            task = self._held.get(job_id)
+            if task is not None:
+                log.warning("lease lost; stopping work on the job", job=job_id)
+                task.cancel()
+        return True
 
     async def _housekeeping(self) -> None:
         retention = self._settings.store.retention

@@ -235,9 +235,7 @@ class SQLiteStore:
         # in steps, each its own transaction, so writes waiting meanwhile get their turn
         while await self._run(_vacuum_step, self._conn):
             pass
-        await self._run(
-            lambda: self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        )
+        await self._run(lambda: self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
 
     async def ping(self) -> None:
         await self._write(ping)
@@ -443,9 +441,10 @@ def _update(conn: sqlite3.Connection, job: Job, owner: str | None, now: float) -
         raise JobMissing(job.id)
     [(seq,)] = rows
     # the result is written once: check first rather than send a large body to be ignored
-    if job.result is not None and not conn.execute(
-        "SELECT 1 FROM results WHERE seq = ?", [seq]
-    ).fetchone():
+    if (
+        job.result is not None
+        and not conn.execute("SELECT 1 FROM results WHERE seq = ?", [seq]).fetchone()
+    ):
         insert_result(conn, seq, job.result)
 
 

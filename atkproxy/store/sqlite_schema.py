@@ -155,9 +155,7 @@ SMALL = (
 )
 SMALL_COLUMNS = ", ".join(SMALL)
 
-_INSERT_JOB = (
-    f"INSERT INTO jobs ({SMALL_COLUMNS}) VALUES ({', '.join(':' + c for c in SMALL)})"
-)
+_INSERT_JOB = f"INSERT INTO jobs ({SMALL_COLUMNS}) VALUES ({', '.join(':' + c for c in SMALL)})"
 _INSERT_REQUEST = (
     "INSERT INTO requests (seq, method, path_qs, headers, body, reply) VALUES (?, ?, ?, ?, ?, ?)"
 )

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from atkproxy.settings import Settings
+from atkproxy.sources import build, gather
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -53,7 +54,9 @@ def by_name(containers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_there_is_a_base_and_its_overlays() -> None:
     names = [str(p.relative_to(DEPLOY)) for p in KUSTOMIZATIONS]
-    assert names == ["base", "overlays/native-sidecar", "overlays/podman", "overlays/pvc"]
+    assert names == [
+        "base", "overlays/native-sidecar", "overlays/podman", "overlays/pvc", "overlays/redis",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -145,6 +148,58 @@ def test_podman_overlay_uses_the_local_image_and_an_explicit_optional() -> None:
     images = {c["image"] for c in spec["containers"]}
     assert images == {"localhost/atkproxy:e2e"}
     assert {v["name"]: v for v in spec["volumes"]}["secrets"]["secret"]["optional"] is False
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_redis_overlay_runs_three_replicas_on_the_redis_of_its_stateful_set() -> None:
+    resources = rendered("overlays/redis")
+    deployment = of_kind(resources, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"  # no single writer now
+    spec = pod_spec(resources)
+    env = env_of(by_name(spec["containers"])["atkproxy"])
+    service = of_kind(resources, "StatefulSet")["spec"]["serviceName"]
+    assert env["ATKPROXY_STORE__URL"] == f"redis://{service}:6379/0"
+    mounts = {m["mountPath"] for m in by_name(spec["containers"])["atkproxy"]["volumeMounts"]}
+    assert env["ATKPROXY_STORE__PASSWORD_FILE"].startswith("/run/secrets/atkproxy/")
+    assert "/run/secrets/atkproxy" in mounts and "/var/lib/atkproxy" not in mounts
+    assert "atkproxy-store" not in {v["name"] for v in spec["volumes"]}
+
+
+def test_redis_overlay_keeps_the_aof_fsynced_on_a_claim_behind_the_shared_password() -> None:
+    resources = rendered("overlays/redis")
+    stateful = of_kind(resources, "StatefulSet")["spec"]
+    [redis] = stateful["template"]["spec"]["containers"]
+    config_maps = {r["metadata"]["name"]: r for r in resources if r["kind"] == "ConfigMap"}
+    conf = dict(
+        line.split(" ", 1)
+        for line in config_maps["atkproxy-redis-config"]["data"]["redis.conf"].splitlines()
+        if line and not line.startswith("#")
+    )
+    assert (conf["appendonly"], conf["appendfsync"]) == ("yes", "always")
+    assert conf["maxmemory-policy"] == "noeviction"
+    [claim] = stateful["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in redis["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == conf["dir"]
+    [password] = redis["env"]
+    assert password["valueFrom"]["secretKeyRef"] == {
+        "name": "atkproxy-secrets", "key": "redis-password",
+    }  # fmt: skip
+    assert redis["args"][-2:] == ["--requirepass", f"$({password['name']})"]
+    context = redis["securityContext"]
+    assert (context["readOnlyRootFilesystem"], context["capabilities"]) == (True, {"drop": ["ALL"]})
+
+
+def test_redis_overlay_settings_override_the_config_maps_store() -> None:
+    spec = pod_spec(rendered("overlays/redis"))
+    env = env_of(by_name(spec["containers"])["atkproxy"])
+    # the secret files are not here: the settings the rest of the environment makes
+    environ = {k: v for k, v in env.items() if not k.endswith("_FILE") and "AUTH" not in k}
+    settings = build(gather(DEPLOY / "base" / "config.yaml", environ, []))
+    assert (settings.store.url, settings.store.lease) == (env["ATKPROXY_STORE__URL"], 30.0)
 
 
 OPERATIONS = [
