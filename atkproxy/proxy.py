@@ -16,6 +16,7 @@ from .forward import Upstream
 from .forwarded import Network
 from .headers import forward_headers, response_headers
 from .keys import ACCEPTOR, METRICS, SETTINGS, UPSTREAM
+from .limits import within
 from .metrics import Metrics
 from .upstream import CHUNK, Answer, Body, UpstreamError
 
@@ -50,16 +51,25 @@ class PassThrough:
     upstream: Upstream
     trusted: Sequence[Network]
     metrics: Metrics
+    body_timeout: float  # a small body is read before the upstream is dialled, within this
 
     @classmethod
     def of(cls, app: web.Application) -> PassThrough:
-        return cls(app[UPSTREAM], app[SETTINGS].listen.trusted_proxies, app[METRICS])
+        listen = app[SETTINGS].listen
+        return cls(app[UPSTREAM], listen.trusted_proxies, app[METRICS], listen.body_timeout)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         pairs = request.headers.items()
         host, trusted = request.host, self.trusted
         headers = forward_headers(pairs, request.remote, request.scheme, host, trusted)
-        body = await request_body(request)
+        try:
+            body = await within(self.body_timeout, "request body", request_body(request))
+        except Rejected as exc:  # a slow client: it holds no upstream connection meanwhile
+            log.warning("request rejected", status=exc.status, reason=exc.message,
+                        method=request.method, path=request.path)  # fmt: skip
+            response = json_error(exc.status, exc.message)
+            response.force_close()  # the rest of its body is not waited for
+            return response
         try:
             started = time.perf_counter()
             method, target = request.method, request.raw_path
@@ -85,7 +95,8 @@ def upstream_failed(request: web.Request, exc: UpstreamError) -> web.Response:
 
 
 async def request_body(request: web.Request) -> Body:
-    """A small body of known length in memory (it goes upstream in one write), else a stream."""
+    """A small body of known length in memory (it goes upstream in one write, and a slow one
+    holds no upstream connection while it comes), else a stream."""
     if not request.body_exists:
         return None
     length = request.content_length

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -198,3 +199,20 @@ async def test_any_path_passes_even_with_an_encoded_newline(proxy: TestClient[An
     async with proxy.get("/a%0Ab%0D%20c") as r:
         assert r.status == 200
         assert (await r.json())["path_qs"] == "/a%0Ab%0D%20c"
+
+
+async def test_a_slow_small_body_is_408_and_never_reaches_the_upstream(
+    echo: Echo, upstream: str, make_proxy: ProxyFactory
+) -> None:
+    proxy = await make_proxy(upstream, {"listen": {"body_timeout": "300ms"}}, automatiko=False)
+    assert proxy.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"POST /x HTTP/1.1\r\nHost: p\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+    async with asyncio.timeout(10):  # the 408 comes without the rest of the body
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower()
+    assert json.loads(body)["error"] == "request body not received within listen.body_timeout"
+    assert echo.seen == []
