@@ -26,6 +26,7 @@ from .settings import Settings
 from .steps import LetGo, Steps, Worker
 from .store import JobStore
 from .tracing import trace_fields
+from .upstream import UpstreamUnavailable, failed_result
 
 log = structlog.get_logger("atkproxy.engine")
 
@@ -159,12 +160,20 @@ class Engine:
 
     async def _give_up(self, job: Job, exc: Exception) -> None:
         """A step failed in a way nobody planned for: end the job with the reason, never
-        leave it stuck (a bug would otherwise repeat at every claim)."""
+        leave it stuck (a bug would otherwise repeat at every claim). A job that had not
+        finished finishes Failed, and its callback says so, as for an upstream that failed."""
         reason = f"internal error: {exc.__class__.__name__}"
         with contextlib.suppress(Exception):
             if job.state in UPSTREAM_STATES:
-                job = job.to(JobState.RUNNING) if job.state is JobState.ACCEPTED else job
-                ended = job.to(JobState.FINISHED, status=AtkStatus.FAILED, reason=reason)
+                running = job.to(JobState.RUNNING) if job.state is JobState.ACCEPTED else job
+                failed = failed_result(UpstreamUnavailable(reason))
+                try:
+                    await self._steps.finish(running, failed, AtkStatus.FAILED, reason)
+                    return
+                except LetGo:
+                    return
+                except Exception:
+                    ended = running.to(JobState.FINISHED, status=AtkStatus.FAILED, reason=reason)
             else:
                 ended = job.to(JobState.DEAD, reason=reason)
             await self._steps.save(ended.released(None))

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from atkproxy.jobs import Job, JobState, UpstreamRequest, UpstreamResult
-from atkproxy.keys import AUTH
+from atkproxy.keys import AUTH, UPSTREAM
 from atkproxy.store.memory import MemoryStore
 
 from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
@@ -478,3 +478,25 @@ async def test_a_job_whose_upstream_had_answered_is_concluded_not_run_again(
         "finished", "Completed", {"status": 200, "error": None},
     )  # fmt: skip
     assert echo.seen == []  # concluded from the saved answer: the call is not made again
+
+
+async def test_a_step_that_fails_unexpectedly_ends_the_job_with_the_reason(
+    upstream: str, receiver: Receiver, make_proxy: ProxyFactory
+) -> None:
+    proxy = await make_proxy(upstream, retry("0s"), automatiko=False)
+    client = proxy.app[UPSTREAM]  # type: ignore[index]
+
+    async def broken(*args: Any) -> Any:  # a bug in a step, injected: nothing plans for it
+        raise RuntimeError("a bug")
+
+    client.call = broken
+    failed = await wait_job(proxy, await submit(proxy, "/x", receiver.url))
+    del client.call  # the engine carries on with the next job
+    fine = await wait_job(proxy, await submit(proxy, "/y"))
+
+    assert (failed["state"], failed["status"]) == ("delivered", "Failed")
+    assert failed["reason"] == "internal error: RuntimeError"
+    callback = await receiver.next()
+    assert callback.headers["X-ATK-Status"] == "Failed"
+    assert callback.json()["error"] == "internal error: RuntimeError"
+    assert fine["status"] == "Completed"
