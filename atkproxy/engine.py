@@ -57,13 +57,16 @@ class Engine:
         self._settings = settings
         self._store = store
         self._shared = shared_store
-        self.worker = Worker(new_owner(), settings.store.lease, asyncio.Event())
+        self.worker = Worker(
+            new_owner(), settings.store.lease, asyncio.Event(), self._to_delivery
+        )
         self._steps = make_steps(self.worker)
         self.upstream = Lane("upstream", UPSTREAM_STATES, Slots(settings.async_.max_inflight))
         self.delivery = Lane("delivery", DELIVERY_STATES, Slots(settings.callback.max_inflight))
         a = settings.async_
         self.admission = Admission(a.max_queue, a.retry_after, self.upstream.slots)
         self._held: dict[str, asyncio.Task[None]] = {}
+        self._lanes: dict[str, Lane] = {}  # the lane whose slot each held job takes
         # claimed again while still held here (the step was finishing): handed back to the
         # store when the step ends, so the next claim takes the job as the store has it now
         self._claimed_while_held: set[str] = set()
@@ -126,17 +129,30 @@ class Engine:
     def _start(self, job: Job, lane: Lane) -> None:
         task = asyncio.create_task(self._guarded(job), name=f"atkproxy-job-{job.id}")
         self._held[job.id] = task
+        self._lanes[job.id] = lane
         self._idle.clear()
 
         def done(_: asyncio.Task[None]) -> None:
             self._held.pop(job.id, None)
-            lane.slots.give()
+            self._lanes.pop(job.id, lane).slots.give()
             if job.id in self._claimed_while_held:
                 self._claimed_while_held.discard(job.id)
                 self._hand_back.add(job.id)
             self.wake()
 
         task.add_done_callback(done)
+
+    def _to_delivery(self, job_id: str) -> bool:
+        """A held job's upstream step is over and its callback is due: when a delivery slot
+        is free it goes on in the same task, and its upstream slot is given to the next job."""
+        if self.worker.stopping.is_set() or self._lanes.get(job_id) is not self.upstream:
+            return False
+        if self.delivery.slots.take() != 1:
+            return False
+        self.upstream.slots.give()
+        self._lanes[job_id] = self.delivery
+        self.wake()
+        return True
 
     async def _guarded(self, job: Job) -> None:
         with structlog.contextvars.bound_contextvars(job=job.id, instance=job.instance_id):

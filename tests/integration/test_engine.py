@@ -13,7 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from atkproxy.jobs import Job, JobState
 from atkproxy.keys import AUTH
+from atkproxy.store.memory import MemoryStore
 
 from .conftest import ProxyFactory, Receiver, ServerFactory, start_app
 from .support import ASYNC, Echo, FailingStore, idle, job_view, wait_job
@@ -251,6 +253,38 @@ async def test_a_hanging_receiver_does_not_delay_a_job_without_callback(
     [attempt] = (await job_view(proxy, slow))["callback"]["attempts"]
     assert attempt["error"] == "in flight"  # the slow delivery is still hanging
     never.set()
+
+
+class CountingStore(MemoryStore):
+    """Records the state of each save and the states of each claimed job."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[JobState] = []
+        self.claimed: list[JobState] = []
+
+    async def update(self, job: Job, owner: str | None) -> None:
+        self.saved.append(job.state)
+        await super().update(job, owner)
+
+    async def claim(self, *args: Any) -> list[Job]:
+        jobs = await super().claim(*args)
+        self.claimed += [job.state for job in jobs]
+        return jobs
+
+
+async def test_a_finished_job_goes_on_to_its_callback_without_a_claim(
+    upstream: str, receiver: Receiver, make_proxy: ProxyFactory
+) -> None:
+    store = CountingStore()
+    proxy = await make_proxy(upstream, retry("0s", "1s"), automatiko=False, store=store)
+
+    view = await wait_job(proxy, await submit(proxy, "/a", receiver.url), ("delivered",))
+
+    assert [a["attempt"] for a in view["callback"]["attempts"]] == [1]
+    # running; finished with the lease kept and attempt 1 recorded pending; delivered
+    assert store.saved == [JobState.RUNNING, JobState.DELIVERING, JobState.DELIVERED]
+    assert JobState.DELIVERING not in store.claimed
 
 
 # -- the upstream: late start, probes --------------------------------------------------------
