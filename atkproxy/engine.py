@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 
 import structlog
@@ -67,6 +68,9 @@ class Engine:
         self.admission = Admission(a.max_queue, a.retry_after, self.upstream.slots)
         self._held: dict[str, asyncio.Task[None]] = {}
         self._lanes: dict[str, Lane] = {}  # the lane whose slot each held job takes
+        # upstream jobs claimed ahead (leased, at most a lane's worth): when an upstream slot
+        # frees, the next job starts at once instead of after a claim, a store round trip
+        self._ready: deque[Job] = deque()
         # claimed again while still held here (the step was finishing): handed back to the
         # store when the step ends, so the next claim takes the job as the store has it now
         self._claimed_while_held: set[str] = set()
@@ -102,7 +106,8 @@ class Engine:
         running = list(self._held.values())
         if running:
             await asyncio.wait(running, timeout=grace)
-        left = list(self._held)
+        left = [*self._held, *(job.id for job in self._ready)]
+        self._ready.clear()
         for task in list(self._held.values()):
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
@@ -135,6 +140,7 @@ class Engine:
         def done(_: asyncio.Task[None]) -> None:
             self._held.pop(job.id, None)
             self._lanes.pop(job.id, lane).slots.give()
+            self._start_ready()
             if job.id in self._claimed_while_held:
                 self._claimed_while_held.discard(job.id)
                 self._hand_back.add(job.id)
@@ -151,8 +157,16 @@ class Engine:
             return False
         self.upstream.slots.give()
         self._lanes[job_id] = self.delivery
+        self._start_ready()
         self.wake()
         return True
+
+    def _start_ready(self) -> None:
+        """Start jobs claimed ahead while upstream slots are free."""
+        while self._ready and not self.worker.stopping.is_set() and self.upstream.slots.take():
+            job = self._ready.popleft()
+            self.admission.claimed(job.state is JobState.ACCEPTED)
+            self._start(job, self.upstream)
 
     async def _guarded(self, job: Job) -> None:
         with structlog.contextvars.bound_contextvars(job=job.id, instance=job.instance_id):
@@ -181,6 +195,7 @@ class Engine:
     async def _claim_loop(self) -> None:
         while not self.worker.stopping.is_set():
             self._wake.clear()
+            self._start_ready()  # a slot an accept gave back unused, say
             try:
                 await self._hand_back_leases()
                 claimed = await self._claim(self.upstream) + await self._claim(self.delivery)
@@ -190,7 +205,7 @@ class Engine:
                 continue
             if claimed:
                 continue
-            if not self._held:
+            if not self._held and not self._ready:
                 self._idle.set()
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
             with contextlib.suppress(TimeoutError):
@@ -198,22 +213,28 @@ class Engine:
                     await self._wake.wait()
 
     async def _claim(self, lane: Lane) -> int:
+        ahead = max(0, lane.slots.size - len(self._ready)) if lane is self.upstream else 0
         wanted = lane.slots.take(lane.slots.free)
-        if not wanted:
+        if not wanted + ahead:
             return 0
         now = time.time()
         try:
             jobs = await self._store.claim(
-                self.worker.owner, lane.states, now, now + self.worker.lease, wanted
+                self.worker.owner, lane.states, now, now + self.worker.lease, wanted + ahead
             )
         finally:
             lane.slots.give(wanted)
-        self.admission.claimed(sum(job.state is JobState.ACCEPTED for job in jobs))
         for job in jobs:
             if job.id in self._held:
                 self._claimed_while_held.add(job.id)
             elif lane.slots.take() == 1:
                 self._start(job, lane)
+            elif lane is self.upstream:
+                self._ready.append(job)
+                continue  # still waiting, as admission counts: claimed when it starts
+            else:  # the slot went to another job meanwhile: the store offers it again
+                self._hand_back.add(job.id)
+            self.admission.claimed(job.state is JobState.ACCEPTED)
         return len(jobs)
 
     async def _hand_back_leases(self) -> None:
@@ -224,7 +245,7 @@ class Engine:
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(self.worker.lease / 3)
-            held = list(self._held)
+            held = [*self._held, *(job.id for job in self._ready)]
             if not held:
                 continue
             try:
@@ -234,7 +255,11 @@ class Engine:
             except Exception as exc:
                 log.warning("renewing leases failed", error=exc.__class__.__name__)
                 continue
-            for job_id in set(held) - kept:  # another worker took it over
+            lost = set(held) - kept  # another worker took it over
+            gone = [job for job in self._ready if job.id in lost]
+            self._ready = deque(job for job in self._ready if job.id not in lost)
+            self.admission.claimed(sum(job.state is JobState.ACCEPTED for job in gone))
+            for job_id in lost:
                 task = self._held.get(job_id)
                 if task is not None:
                     log.warning("lease lost; stopping work on the job", job=job_id)

@@ -297,6 +297,7 @@ def e2e(args: argparse.Namespace) -> list[str]:
         t0, cpu0, threads0 = time.monotonic(), cpu_seconds(pid), thread_cpu(pid)
         sent = wrk(url, args.duration, args.connections, "async", callback)
         load_end = time.monotonic()
+        at_load_end = int(http_get(receiver, "/count")) - before_calls
         jobs, calls, t1 = drain(db, receiver, args.drain_timeout)
         job_cpu = cpu_seconds(pid) - cpu0
         threads = thread_cpu(pid)
@@ -310,7 +311,7 @@ def e2e(args: argparse.Namespace) -> list[str]:
             procs.pids["pyspy"].wait(args.duration + args.profile_tail + 60)
             profile += top_frames(work / "async.folded")
     return e2e_report(args, passed, pass_cpu, sent, accepted, received,
-                      (t1 - t0, load_end - t0, job_cpu), rss, profile)  # fmt: skip
+                      (t1 - t0, load_end - t0, job_cpu), rss, profile, at_load_end)  # fmt: skip
 
 
 def drain(db: Path, receiver: int, limit: float) -> tuple[int, int, float]:
@@ -338,6 +339,7 @@ def e2e_report(
     times: tuple[float, float, float],
     rss: tuple[float, float],
     profile: list[str],
+    at_load_end: int,
 ) -> list[str]:
     window, load, job_cpu = times
     pass_rps = passed["statuses"].get("200", 0) / passed["duration_s"]
@@ -361,6 +363,8 @@ def e2e_report(
         f"{received:,} |",
         f"| async: wrk run + drain to the last callback, s | {load:.1f} + {window - load:.1f} |",
         f"| **e2e jobs/s** (callbacks / window) | **{e2e_rate:,.0f}** |",
+        f"| callbacks/s while wrk ran / during the drain | {at_load_end / load:,.0f} / "
+        f"{(received - at_load_end) / max(0.001, window - load):,.0f} |",
         f"| **proxy CPU per job**, µs (window CPU / jobs) | **{job_us:,.1f}** |",
         f"| proxy CPU use over the window (cores) | {job_cpu / window:.2f} |",
         f"| atkproxy RSS after / peak, MiB | {rss[0]:.1f} / {rss[1]:.1f} |",

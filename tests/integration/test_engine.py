@@ -287,6 +287,24 @@ async def test_a_finished_job_goes_on_to_its_callback_without_a_claim(
     assert JobState.DELIVERING not in store.claimed
 
 
+async def test_a_queued_job_is_claimed_ahead_while_the_upstream_slot_is_busy(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
+) -> None:
+    store = CountingStore()
+    config = {"async": {"max_inflight": 1}}
+    proxy = await make_proxy(upstream, config, automatiko=False, store=store)
+    first = await submit(proxy, "/hold/1")  # takes the one upstream slot
+    await echo.arrived.get()
+    second = await submit(proxy, "/hold/2")
+
+    # claimed (leased) while the first still runs: it starts the moment the slot frees
+    await until(lambda: asyncio.sleep(0, JobState.ACCEPTED in store.claimed))
+    assert echo.arrived.empty()
+    echo.release.set()
+    for location in (first, second):
+        assert (await wait_job(proxy, location))["status"] == "Completed"
+
+
 # -- the upstream: late start, probes --------------------------------------------------------
 
 
