@@ -58,9 +58,7 @@ class Engine:
         self._settings = settings
         self._store = store
         self._shared = shared_store
-        self.worker = Worker(
-            new_owner(), settings.store.lease, asyncio.Event(), self._to_delivery
-        )
+        self.worker = Worker(new_owner(), settings.store.lease, asyncio.Event(), self._to_delivery)
         self._steps = make_steps(self.worker)
         self.upstream = Lane("upstream", UPSTREAM_STATES, Slots(settings.async_.max_inflight))
         self.delivery = Lane("delivery", DELIVERY_STATES, Slots(settings.callback.max_inflight))
