@@ -394,30 +394,58 @@ def queued(args: argparse.Namespace) -> list[str]:
         say(f"filling {args.jobs} jobs")
         conn = connect(db)
         start = time.time() - 3600
+        ids = []
         for first in range(0, args.jobs, 10_000):
             conn.execute("BEGIN")
             for n in range(first, min(first + 10_000, args.jobs)):
-                job = sample_job(new_job_id(), start + n * 0.001, len(BODY), False)
-                insert_job(conn, job)
+                ids.append(new_job_id())
+                insert_job(conn, sample_job(ids[-1], start + n * 0.001, args.body_size, False))
             conn.execute("COMMIT")
         conn.close()
+        os.sync()  # the fill's writeback would otherwise slow the commits measured next
         procs.start("hold", sys.executable, str(HERE / "peers.py"), "hold", "--port",
                     str(upstream), port=upstream)  # fmt: skip
         pid = start_atkproxy(procs, db, atk, upstream, "async.max_inflight=1",
-                             f"async.max_queue={args.jobs * 2}")  # fmt: skip
+                             f"async.max_queue={args.jobs + 1_000_000}")  # fmt: skip
         time.sleep(3)  # the first claim and the first poll
         rows = [("started on the full store", mem_mib(pid, "VmRSS"), mem_mib(pid, "VmHWM"),
                  store_counts(db).get("accepted", 0))]  # fmt: skip
+        lookups = status_lookups(atk, ids, 2000) if ids else "-"
         url = f"http://127.0.0.1:{atk}/registrations"
         for seconds in (5, 10):
             sent = wrk(url, seconds, 16, "async", "http://127.0.0.1:9/hook")
             time.sleep(1)
-            rows.append((f"after {sent['statuses'].get('202', 0):,} more accepted over HTTP",
+            rate = sent["statuses"].get("202", 0) / sent["duration_s"]
+            rows.append((f"after {sent['statuses'].get('202', 0):,} more accepted over HTTP"
+                         f" ({rate:,.0f} 202s/s, wrk -c16)",
                          mem_mib(pid, "VmRSS"), mem_mib(pid, "VmHWM"),
                          store_counts(db).get("accepted", 0)))  # fmt: skip
     lines += ["| when | RSS MiB | peak MiB | jobs queued (accepted) |", "|---|--:|--:|--:|"]
     lines += [f"| {w} | {r:.1f} | {p:.1f} | {q:,} |" for w, r, p, q in rows]
+    lines += ["", f"GET /_atk/jobs/{{id}} of random filled jobs ({args.body_size}-byte request "
+              f"bodies), one at a time, keep-alive: {lookups}"]  # fmt: skip
     return lines
+
+
+def status_lookups(port: int, ids: list[str], count: int) -> str:
+    """p50 / p99 / max of job status reads through the proxy's management API."""
+    import http.client
+    import random
+    import statistics
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    took = []
+    for job_id in random.sample(ids, count):
+        began = time.perf_counter()
+        conn.request("GET", f"/_atk/jobs/{job_id}")
+        answer = conn.getresponse()
+        answer.read()
+        took.append((time.perf_counter() - began) * 1000)
+        if answer.status != 200:
+            raise SystemExit(f"status read answered {answer.status}")
+    conn.close()
+    q = statistics.quantiles(took, n=100)
+    return f"p50 {q[49]:.2f} ms, p99 {q[98]:.2f} ms, max {max(took):.2f} ms ({count} reads)"
 
 
 def big(args: argparse.Namespace) -> list[str]:
@@ -469,6 +497,7 @@ def main() -> None:
     parser.add_argument("--profile-tail", type=int, default=5, help="e2e: py-spy's extra seconds")
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--jobs", type=int, default=1_000_000, help="queued: jobs to fill")
+    parser.add_argument("--body-size", type=int, default=len(BODY), help="queued: request bytes")
     parser.add_argument("--concurrent", type=int, default=16, help="big: jobs at once")
     parser.add_argument("--size", type=int, default=10 * 1024 * 1024, help="big: answer bytes")
     parser.add_argument("--rounds", type=int, default=3, help="big: rounds")
