@@ -5,7 +5,9 @@ The store is the schedule. Two lanes claim due jobs from it under a lease: upstr
 receiver never holds up the backend. A claim happens when a slot frees, when this process
 accepts or re-drives a job (a wake-up), and every `store.poll` seconds (jobs whose retry
 came due, or whose holder died). Leases are renewed while jobs run; memory holds what
-runs, not what waits.
+runs, not what waits (besides at most a lane's worth of upstream jobs claimed ahead, so a
+freed slot starts the next job without a store round trip). A job whose upstream step ends
+goes on to its callback in the same task when a delivery slot is free (Worker.to_delivery).
 """
 
 from __future__ import annotations
