@@ -224,6 +224,10 @@ class Engine:
             )
         finally:
             lane.slots.give(wanted)
+        fresh = {job.id for job in jobs}
+        if self._ready and any(job.id in fresh for job in self._ready):
+            # claimed again (its lease had lapsed): the copy just claimed is the one to run
+            self._ready = deque(job for job in self._ready if job.id not in fresh)
         for job in jobs:
             if job.id in self._held:
                 self._claimed_while_held.add(job.id)

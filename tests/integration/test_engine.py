@@ -305,6 +305,45 @@ async def test_a_queued_job_is_claimed_ahead_while_the_upstream_slot_is_busy(
         assert (await wait_job(proxy, location))["status"] == "Completed"
 
 
+class ClaimsAgain(CountingStore):
+    """Hands the first job it hands out again at the next claim, as a store does once that
+    job's lease has lapsed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.again: list[Job] = []
+        self.handed_again = False
+
+    async def claim(self, *args: Any) -> list[Job]:
+        jobs = await super().claim(*args)
+        if self.again and not self.handed_again:
+            self.handed_again = True
+            return [*jobs, *self.again]
+        if not self.again:
+            self.again = jobs[:1]
+        return jobs
+
+
+async def test_a_job_claimed_ahead_and_claimed_again_runs_once(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
+) -> None:
+    store = ClaimsAgain()
+    config = {"async": {"max_inflight": 2}}
+    proxy = await make_proxy(upstream, config, automatiko=False, store=store)
+    running = [await submit(proxy, f"/hold/{n}") for n in (1, 2)]  # both upstream slots
+    for _ in running:
+        await echo.arrived.get()
+    third = await submit(proxy, "/hold/3")  # claimed ahead, then handed out again
+
+    await until(lambda: asyncio.sleep(0, store.handed_again))
+    echo.release.set()
+    for location in (*running, third):
+        await wait_job(proxy, location)
+    await idle(proxy)
+
+    assert [seen["path_qs"] for seen in echo.seen].count("/hold/3") == 1
+
+
 # -- the upstream: late start, probes --------------------------------------------------------
 
 
