@@ -222,7 +222,7 @@ def start_pyspy(procs: Procs, pyspy: str, pid: int, seconds: int, out: Path) -> 
 
 def top_frames(folded: Path, top: int = 15) -> list[str]:
     """The busiest frames (py-spy's raw, collapsed stacks): by own time, over all threads and
-    on the event loop's thread alone (stacks from atkproxy's __main__), and by inclusive time
+    on the event loop's thread alone (stacks not rooted in a thread's bootstrap), by inclusive time
     among atkproxy's own frames on the event loop."""
     own: collections.Counter[str] = collections.Counter()
     loop_own: collections.Counter[str] = collections.Counter()
@@ -236,7 +236,9 @@ def top_frames(folded: Path, top: int = 15) -> list[str]:
         frames = [_short(f) for f in stack.split(";")]
         total += n
         own[frames[-1]] += n
-        if any(f.startswith("<module> (atkproxy/__main__.py") for f in frames):
+        # the other threads (the store's writer, its checkpointer) start in threading.py;
+        # the event loop's stacks start in __main__ or, for uvloop callbacks, anywhere
+        if not frames[0].startswith("Thread._bootstrap ("):
             loop_total += n
             loop_own[frames[-1]] += n
             for frame in set(frames):
@@ -248,7 +250,8 @@ def top_frames(folded: Path, top: int = 15) -> list[str]:
                  f"samples; top {top}):")  # fmt: skip
     lines += [f"  {pct * n:5.1f}%  {f}" for f, n in loop_own.most_common(top)]
     lines.append("inclusive time, atkproxy's frames on the event loop (top 20):")
-    ours = [(f, n) for f, n in incl.most_common() if "(atkproxy/" in f][3:23]  # past main()
+    entry = ("<module> (atkproxy/__main__.py)", "main (atkproxy/cli.py)", "serve (atkproxy/cli.py)")
+    ours = [(f, n) for f, n in incl.most_common() if "(atkproxy/" in f and f not in entry][:20]
     lines += [f"  {pct * n:5.1f}%  {f}" for f, n in ours]
     return lines
 
