@@ -6,8 +6,10 @@ in async mode with a callback, and prints the 202, the callback and the job reco
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
+import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -79,6 +81,20 @@ async def exchange(proxy_url: str, callback_url: str, receiver: CallbackReceiver
             location = r.headers["Location"]
         got: Received = await receiver.next(timeout=30)
         show(f"callback {got.method} {got.path}", "", got.headers, got.body)
-        async with client.get(f"{proxy_url}{location}") as r:
-            print(f"\n--- GET {location}: {r.status}")
-            print(json.dumps(await r.json(), indent=2))
+        status, view = await settled_view(client, f"{proxy_url}{location}")
+        print(f"\n--- GET {location}: {status}")
+        print(json.dumps(view, indent=2))
+
+
+async def settled_view(
+    client: aiohttp.ClientSession, url: str, deadline: float = 10.0
+) -> tuple[int, Any]:
+    """The job record once the delivery is recorded: the callback reaches the receiver a
+    moment before the proxy saves its outcome."""
+    end = time.monotonic() + deadline
+    while True:
+        async with client.get(url) as r:
+            status, view = r.status, await r.json()
+        if status != 200 or view.get("state") != "delivering" or time.monotonic() > end:
+            return status, view
+        await asyncio.sleep(0.05)
