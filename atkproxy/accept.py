@@ -13,7 +13,6 @@ key is a 422.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +138,20 @@ def parse_json(request: web.Request, body: bytes, match: RouteMatch | None) -> A
     if match is not None and match.route.start and not isinstance(doc, dict):
         raise Rejected(400, "a start takes a JSON object body")
     return doc
+
+
+def reply_bytes(match: RouteMatch | None, resolved: Resolved, body: bytes) -> bytes:
+    """The 202 body. For a start whose JSON body the proxy did not change (no id injected
+    into it) and that has no `id` of its own, the client's bytes follow the id as they came:
+    re-serialising a large document would cost more than the rest of the accept."""
+    doc = resolved.target.doc
+    wanted = match is not None and match.route.start and isinstance(doc, dict)
+    if wanted and doc and "id" not in doc and not resolved.body_changed:
+        text = body.lstrip(b" \t\r\n")
+        # a NUL second byte: UTF-16/32, which json.loads takes and a UTF-8 prefix would break
+        if text[:1] == b"{" and text[1:2] != b"\0":
+            return b'{"id":' + jsonstrict.dumps(resolved.instance_id) + b"," + text[1:]
+    return jsonstrict.dumps(reply_body(match, resolved))
 
 
 def reply_body(match: RouteMatch | None, resolved: Resolved) -> dict[str, Any]:
@@ -282,7 +295,7 @@ class Acceptor:
         owner = self._ownership.owner(request.headers)
         idempotency, fingerprint = idempotency_of(request, body, owner)
         if resolved.body_changed:
-            body = json.dumps(target.doc).encode()
+            body = jsonstrict.dumps(target.doc)
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         upstream = UpstreamRequest(request.method, target.path_qs, headers, body)
         now = time.time()
@@ -301,7 +314,7 @@ class Acceptor:
             due_at=now,
             idempotency=idempotency,
             fingerprint=fingerprint,
-            reply=json.dumps(reply_body(match, resolved)).encode(),
+            reply=reply_bytes(match, resolved, body),
             owner=owner,
             trace=job_trace(request.headers),
         )

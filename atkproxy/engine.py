@@ -5,7 +5,9 @@ The store is the schedule. Two lanes claim due jobs from it under a lease: upstr
 receiver never holds up the backend. A claim happens when a slot frees, when this process
 accepts or re-drives a job (a wake-up), and every `store.poll` seconds (jobs whose retry
 came due, or whose holder died). Leases are renewed while jobs run; memory holds what
-runs, not what waits.
+runs, not what waits (besides at most a lane's worth of upstream jobs claimed ahead, so a
+freed slot starts the next job without a store round trip). A job whose upstream step ends
+goes on to its callback in the same task when a delivery slot is free (Worker.to_delivery).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 
 import structlog
@@ -63,13 +66,17 @@ class Engine:
         self._settings = settings
         self._store = store
         self._shared = shared_store
-        self.worker = Worker(new_owner(), settings.store.lease, asyncio.Event())
+        self.worker = Worker(new_owner(), settings.store.lease, asyncio.Event(), self._to_delivery)
         self._steps = make_steps(self.worker)
         self.upstream = Lane("upstream", UPSTREAM_STATES, Slots(settings.async_.max_inflight))
         self.delivery = Lane("delivery", DELIVERY_STATES, Slots(settings.callback.max_inflight))
         a = settings.async_
         self.admission = Admission(a.max_queue, a.retry_after, self.upstream.slots)
         self._held: dict[str, asyncio.Task[None]] = {}
+        self._lanes: dict[str, Lane] = {}  # the lane whose slot each held job takes
+        # upstream jobs claimed ahead (leased, at most a lane's worth): when an upstream slot
+        # frees, the next job starts at once instead of after a claim, a store round trip
+        self._ready: deque[Job] = deque()
         # claimed again while still held here (the step was finishing): handed back to the
         # store when the step ends, so the next claim takes the job as the store has it now
         self._claimed_while_held: set[str] = set()
@@ -106,7 +113,8 @@ class Engine:
         running = list(self._held.values())
         if running:
             await asyncio.wait(running, timeout=grace)
-        left = list(self._held)
+        left = [*self._held, *(job.id for job in self._ready)]
+        self._ready.clear()
         for task in list(self._held.values()):
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
@@ -133,19 +141,44 @@ class Engine:
     def _start(self, job: Job, lane: Lane) -> None:
         task = asyncio.create_task(self._guarded(job), name=f"atkproxy-job-{job.id}")
         self._held[job.id] = task
+        self._lanes[job.id] = lane
         lane.running += 1
         self._idle.clear()
 
         def done(_: asyncio.Task[None]) -> None:
             self._held.pop(job.id, None)
-            lane.running -= 1
-            lane.slots.give()
+            now_in = self._lanes.pop(job.id, lane)  # the delivery lane, if it went on there
+            now_in.running -= 1
+            now_in.slots.give()
+            self._start_ready()
             if job.id in self._claimed_while_held:
                 self._claimed_while_held.discard(job.id)
                 self._hand_back.add(job.id)
             self.wake()
 
         task.add_done_callback(done)
+
+    def _to_delivery(self, job_id: str) -> bool:
+        """A held job's upstream step is over and its callback is due: when a delivery slot
+        is free it goes on in the same task, and its upstream slot is given to the next job."""
+        if self.worker.stopping.is_set() or self._lanes.get(job_id) is not self.upstream:
+            return False
+        if self.delivery.slots.take() != 1:
+            return False
+        self.upstream.slots.give()
+        self.upstream.running -= 1
+        self.delivery.running += 1
+        self._lanes[job_id] = self.delivery
+        self._start_ready()
+        self.wake()
+        return True
+
+    def _start_ready(self) -> None:
+        """Start jobs claimed ahead while upstream slots are free."""
+        while self._ready and not self.worker.stopping.is_set() and self.upstream.slots.take():
+            job = self._ready.popleft()
+            self.admission.claimed(job.state is JobState.ACCEPTED)
+            self._start(job, self.upstream)
 
     async def _guarded(self, job: Job) -> None:
         bound = {"job": job.id, "instance": job.instance_id, **trace_fields(job.trace)}
@@ -183,6 +216,7 @@ class Engine:
     async def _claim_loop(self) -> None:
         while not self.worker.stopping.is_set():
             self._wake.clear()
+            self._start_ready()  # a slot an accept gave back unused, say
             try:
                 await self._hand_back_leases()
                 await self._count_waiting()
@@ -193,7 +227,7 @@ class Engine:
                 continue
             if claimed:
                 continue
-            if not self._held:
+            if not self._held and not self._ready:
                 self._idle.set()
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
             with contextlib.suppress(TimeoutError):
@@ -216,20 +250,29 @@ class Engine:
             await asyncio.sleep(CLAIM_ERROR_DELAY)
 
     async def _claim(self, lane: Lane) -> int:
-        wanted = lane.slots.free  # not taken meanwhile: an accept may still start at once
+        # claimed ahead: upstream jobs that start the moment a slot frees (no store round trip)
+        ahead = max(0, lane.slots.size - len(self._ready)) if lane is self.upstream else 0
+        wanted = lane.slots.free + ahead  # slots not taken meanwhile: an accept may start at once
         if not wanted:
             return 0
         now = time.time()
         owner = self.worker.owner
         jobs = await self._store.claim(owner, lane.states, now, now + self.worker.lease, wanted)
-        self.admission.claimed(sum(job.state is JobState.ACCEPTED for job in jobs))
+        fresh = {job.id for job in jobs}
+        if self._ready and any(job.id in fresh for job in self._ready):
+            # claimed again (its lease had lapsed): the copy just claimed is the one to run
+            self._ready = deque(job for job in self._ready if job.id not in fresh)
         for job in jobs:
             if job.id in self._held:
                 self._claimed_while_held.add(job.id)
             elif lane.slots.take() == 1:
                 self._start(job, lane)
-            else:  # accepts took the slots meanwhile: the job goes back to the store
+            elif lane is self.upstream:
+                self._ready.append(job)
+                continue  # still waiting, as admission counts: claimed when it starts
+            else:  # the slot went to another job meanwhile: the store offers it again
                 self._hand_back.add(job.id)
+            self.admission.claimed(job.state is JobState.ACCEPTED)
         return len(jobs)
 
     async def _count_waiting(self) -> None:
@@ -258,11 +301,28 @@ class Engine:
             delay = every if renewed else min(every, RENEW_ERROR_DELAY)
 
     async def _renew_held(self, warn: bool) -> bool:
-        """Renew the leases of the jobs held here; stop those another worker took over.
-        False when the store failed (logged when `warn`: once per failing spell)."""
-        held = list(self._held)
+        """Renew the leases of the jobs held here (running or claimed ahead); let go of those
+        another worker took over. False when the store failed (logged when `warn`: once per
+        failing spell)."""
+        held = [*self._held, *(job.id for job in self._ready)]
         if not held:
             return True
+        try:
+            kept = await self._store.renew(self.worker.owner, held, time.time() + self.worker.lease)
+        except Exception as exc:
+            if warn:
+                log.warning("renewing leases failed", error=exc.__class__.__name__)
+            return False
+        lost = set(held) - kept  # another worker took it over
+        gone = [job for job in self._ready if job.id in lost]
+        self._ready = deque(job for job in self._ready if job.id not in lost)
+        self.admission.claimed(sum(job.state is JobState.ACCEPTED for job in gone))
+        for job_id in lost:
+            task = self._held.get(job_id)
+            if task is not None:
+                log.warning("lease lost; stopping work on the job", job=job_id)
+                task.cancel()
+        return True
         try:
             kept = await self._store.renew(self.worker.owner, held, time.time() + self.worker.lease)
         except Exception as exc:

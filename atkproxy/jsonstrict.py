@@ -13,6 +13,8 @@ import json
 import math
 from typing import Any
 
+import orjson
+
 MAX_DEPTH = 64
 
 
@@ -67,3 +69,12 @@ def depth(doc: Any) -> int:
         deepest = max(deepest, level)
         stack.extend((child, level) for child in node if isinstance(child, dict | list))
     return deepest
+
+
+def dumps(doc: Any) -> bytes:
+    """`doc` as compact JSON: orjson's speed, json's reach for what orjson refuses (a lone
+    surrogate a \\udXXX escape produced, an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(doc)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(doc, separators=(",", ":")).encode()

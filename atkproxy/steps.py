@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -51,6 +52,10 @@ class Worker:
     owner: str
     lease: float
     stopping: asyncio.Event
+    # a job whose upstream step is over asks for a delivery slot: True when it may go on
+    # to its callback at once, in the same task and under the same lease (the engine moves
+    # it from the upstream lane to the delivery lane)
+    to_delivery: Callable[[str], bool] = field(default=lambda _job_id: False)
 
 
 class Steps:
@@ -150,9 +155,11 @@ class Steps:
             job.wants_callback and result.status not in self._settings.callback.no_callback_statuses
         )
         if owed:
-            job = job.to(JobState.DELIVERING).released(
-                first_delivery_at(self._settings.callback.retry, time.time())
-            )
+            due = first_delivery_at(self._settings.callback.retry, time.time())
+            job = job.to(JobState.DELIVERING)
+            if due <= time.time() and self._worker.to_delivery(job.id):
+                return await self._deliver_now(replace(job, due_at=due), status, reason)
+            job = job.released(due)
         else:
             job = job.released(None)
             self._auth.forget(job.id)
@@ -161,15 +168,26 @@ class Steps:
                  reason=reason, callback=owed)  # fmt: skip
         return job
 
+    async def _deliver_now(self, job: Job, status: AtkStatus, reason: str | None) -> Job:
+        """The finish save keeps the lease and records the first attempt as pending: one
+        write instead of three (finished, claimed, attempt pending), and no wait for a claim.
+        A crash after it is a crash during that attempt: the next one has the next number."""
+        job = await self.save(_with_pending(job))
+        log.info("job finished", status=status.value, upstream_status=job.upstream_status,
+                 reason=reason, callback=True)  # fmt: skip
+        return await self._attempt(job)
+
     # -- the callback -------------------------------------------------------------------
 
     async def deliver(self, job: Job) -> Job:
         if job.attempts and job.attempts[-1].pending:  # its holder died mid-attempt
             return await self.after_attempt(job, _interrupted(job.attempts[-1]))
-        number = len(job.attempts) + 1
-        pending = Attempt(time.time(), None, None, 0.0)
         # recorded before it is sent: after a crash, the next attempt has the next number
-        job = await self.save(replace(job, attempts=(*job.attempts, pending)))
+        return await self._attempt(await self.save(_with_pending(job)))
+
+    async def _attempt(self, job: Job) -> Job:
+        """Send the attempt the job records as pending, its last."""
+        number = len(job.attempts)
         return await self.after_attempt(job, await self._deliverer.deliver(job, number))
 
     async def after_attempt(self, job: Job, attempt: Attempt) -> Job:
@@ -240,6 +258,10 @@ def _outcome(job: Job, attempt: Attempt, settings: Settings) -> str:
     if job.state is not JobState.DEAD:
         return "delivered" if attempt.ok else "retry"
     return "stopped" if delivery_stops(attempt, settings.callback.retry) else "dead"
+
+
+def _with_pending(job: Job) -> Job:
+    return replace(job, attempts=(*job.attempts, Attempt(time.time(), None, None, 0.0)))
 
 
 def _interrupted(pending: Attempt) -> Attempt:

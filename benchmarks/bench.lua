@@ -5,6 +5,7 @@
 --   BENCH_REQUEST=post     POST of a small JSON start body (a synchronous call)
 --   BENCH_REQUEST=async    the same POST with X-ATK-Mode: async (atkproxy answers 202)
 --   BENCH_COUNT_STATUS=1   also count responses by status (costs wrk a Lua call per response)
+--   BENCH_CALLBACK=URL     async: ask for a callback to URL (X-ATK-Callback)
 --
 -- done() prints one line, "BENCH_JSON {...}", that benchmarks/report.py reads.
 
@@ -16,6 +17,10 @@ if kind == "post" or kind == "async" then
   wrk.headers["Content-Type"] = "application/json"
   if kind == "async" then
     wrk.headers["X-ATK-Mode"] = "async"
+    local callback = os.getenv("BENCH_CALLBACK")
+    if callback and callback ~= "" then
+      wrk.headers["X-ATK-Callback"] = callback
+    end
   end
 elseif kind ~= "get" then
   error("BENCH_REQUEST must be get, post or async, got " .. kind)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -80,18 +81,20 @@ async def exchange(proxy_url: str, callback_url: str, receiver: CallbackReceiver
             location = r.headers["Location"]
         got: Received = await receiver.next(timeout=30)
         show(f"callback {got.method} {got.path}", "", got.headers, got.body)
-        status, record = await settled(client, f"{proxy_url}{location}")
+        status, view = await settled_view(client, f"{proxy_url}{location}")
         print(f"\n--- GET {location}: {status}")
-        print(json.dumps(record, indent=2))
+        print(json.dumps(view, indent=2))
 
 
-async def settled(client: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
-    """The job record once the receiver's answer is recorded (it arrives just after the
-    callback itself), or as it is after a few seconds."""
-    for _ in range(100):
+async def settled_view(
+    client: aiohttp.ClientSession, url: str, deadline: float = 10.0
+) -> tuple[int, Any]:
+    """The job record once the delivery is recorded: the callback reaches the receiver a
+    moment before the proxy saves its outcome."""
+    end = time.monotonic() + deadline
+    while True:
         async with client.get(url) as r:
-            status, record = r.status, await r.json()
-        if record.get("state") in ("delivered", "dead", "finished"):
-            break
+            status, view = r.status, await r.json()
+        if status != 200 or view.get("state") != "delivering" or time.monotonic() > end:
+            return status, view
         await asyncio.sleep(0.05)
-    return status, record

@@ -34,6 +34,7 @@ from . import JobMissing, LeaseLost
 from .memory import cursor_of, parse_cursor
 from .sqlite_schema import (
     MIN_SQLITE,
+    MUTABLE,
     SMALL,
     SMALL_COLUMNS,
     UnreadableRow,
@@ -43,8 +44,8 @@ from .sqlite_schema import (
     insert_result,
     job_from_row,
     load_bodies,
+    mutable_params,
     ping,
-    small_params,
 )
 
 log = structlog.get_logger("atkproxy.store")
@@ -60,7 +61,7 @@ VACUUM_STEP = 128  # pages given back per transaction (512 KiB of 4 KiB pages)
 
 _FREE = "(lease_owner IS NULL OR lease_until < :now)"
 _UPDATE = (
-    f"UPDATE jobs SET {', '.join(f'{c} = :{c}' for c in SMALL if c != 'id')}"
+    f"UPDATE jobs SET {', '.join(f'{c} = :{c}' for c in MUTABLE)}"
     " WHERE id = :id AND {lease} RETURNING seq"
 )
 _REDELIVER = f"""
@@ -433,7 +434,7 @@ def _set_aside(conn: sqlite3.Connection, seq: int, reason: str) -> None:
 
 def _update(conn: sqlite3.Connection, job: Job, owner: str | None, now: float) -> None:
     lease = _FREE if owner is None else "lease_owner = :holder"
-    params = small_params(job) | {"holder": owner, "now": now}
+    params = mutable_params(job) | {"holder": owner, "now": now}
     rows = conn.execute(_UPDATE.format(lease=lease), params).fetchall()
     if not rows:
         if conn.execute("SELECT 1 FROM jobs WHERE id = ?", [job.id]).fetchone():

@@ -154,6 +154,24 @@ SMALL = (
     "trace",
 )
 SMALL_COLUMNS = ", ".join(SMALL)
+# What a step may change (Job.to, with_result, leased, released, attempts); the rest is
+# written once by the insert. An UPDATE rewrites every index on a column it SETs, whether
+# the value changed or not: leaving out id, created_at, idempotency... spares the UNIQUE
+# indexes and jobs_newest on every save.
+MUTABLE = (
+    "state",
+    "updated_at",
+    "status",
+    "reason",
+    "upstream_status",
+    "upstream_error",
+    "attempts",
+    "delivery_base",
+    "tries",
+    "due_at",
+    "lease_owner",
+    "lease_until",
+)
 
 _INSERT_JOB = f"INSERT INTO jobs ({SMALL_COLUMNS}) VALUES ({', '.join(':' + c for c in SMALL)})"
 _INSERT_REQUEST = (
@@ -203,9 +221,7 @@ def small_params(job: Job) -> dict[str, Any]:
         "reason": job.reason,
         "upstream_status": job.upstream_status,
         "upstream_error": job.upstream_error,
-        "attempts": json.dumps(
-            [[a.at, a.status, a.error, a.duration, a.retry_after] for a in job.attempts]
-        ),
+        "attempts": _attempts(job),
         "delivery_base": job.delivery_base,
         "tries": job.tries,
         "due_at": job.due_at,
@@ -216,6 +232,29 @@ def small_params(job: Job) -> dict[str, Any]:
         "owner": job.owner,
         "trace": job.trace,
     }
+
+
+def mutable_params(job: Job) -> dict[str, Any]:
+    """The MUTABLE columns of the job (and its id, which the UPDATE looks it up by)."""
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "updated_at": job.updated_at,
+        "status": None if job.status is None else job.status.value,
+        "reason": job.reason,
+        "upstream_status": job.upstream_status,
+        "upstream_error": job.upstream_error,
+        "attempts": _attempts(job),
+        "delivery_base": job.delivery_base,
+        "tries": job.tries,
+        "due_at": job.due_at,
+        "lease_owner": job.lease_owner,
+        "lease_until": job.lease_until,
+    }
+
+
+def _attempts(job: Job) -> str:
+    return json.dumps([[a.at, a.status, a.error, a.duration, a.retry_after] for a in job.attempts])
 
 
 class UnreadableRow(sqlite3.DatabaseError):

@@ -245,6 +245,95 @@ async def test_a_hanging_receiver_does_not_delay_a_job_without_callback(
     never.set()
 
 
+class CountingStore(MemoryStore):
+    """Records the state of each save and the states of each claimed job."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[JobState] = []
+        self.claimed: list[JobState] = []
+
+    async def update(self, job: Job, owner: str | None) -> None:
+        self.saved.append(job.state)
+        await super().update(job, owner)
+
+    async def claim(self, *args: Any) -> list[Job]:
+        jobs = await super().claim(*args)
+        self.claimed += [job.state for job in jobs]
+        return jobs
+
+
+async def test_a_finished_job_goes_on_to_its_callback_without_a_claim(
+    upstream: str, receiver: Receiver, make_proxy: ProxyFactory
+) -> None:
+    store = CountingStore()
+    proxy = await make_proxy(upstream, retry("0s", "1s"), automatiko=False, store=store)
+
+    view = await wait_job(proxy, await submit(proxy, "/a", receiver.url), ("delivered",))
+
+    assert [a["attempt"] for a in view["callback"]["attempts"]] == [1]
+    # running; finished with the lease kept and attempt 1 recorded pending; delivered
+    assert store.saved == [JobState.RUNNING, JobState.DELIVERING, JobState.DELIVERED]
+    assert JobState.DELIVERING not in store.claimed
+
+
+async def test_a_queued_job_is_claimed_ahead_while_the_upstream_slot_is_busy(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
+) -> None:
+    store = CountingStore()
+    config = {"async": {"max_inflight": 1}}
+    proxy = await make_proxy(upstream, config, automatiko=False, store=store)
+    first = await submit(proxy, "/hold/1")  # takes the one upstream slot
+    await echo.arrived.get()
+    second = await submit(proxy, "/hold/2")
+
+    # claimed (leased) while the first still runs: it starts the moment the slot frees
+    await until(lambda: asyncio.sleep(0, JobState.ACCEPTED in store.claimed))
+    assert echo.arrived.empty()
+    echo.release.set()
+    for location in (first, second):
+        assert (await wait_job(proxy, location))["status"] == "Completed"
+
+
+class ClaimsAgain(CountingStore):
+    """Hands the first job it hands out again at the next claim, as a store does once that
+    job's lease has lapsed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.again: list[Job] = []
+        self.handed_again = False
+
+    async def claim(self, *args: Any) -> list[Job]:
+        jobs = await super().claim(*args)
+        if self.again and not self.handed_again:
+            self.handed_again = True
+            return [*jobs, *self.again]
+        if not self.again:
+            self.again = jobs[:1]
+        return jobs
+
+
+async def test_a_job_claimed_ahead_and_claimed_again_runs_once(
+    upstream: str, echo: Echo, make_proxy: ProxyFactory
+) -> None:
+    store = ClaimsAgain()
+    config = {"async": {"max_inflight": 2}}
+    proxy = await make_proxy(upstream, config, automatiko=False, store=store)
+    running = [await submit(proxy, f"/hold/{n}") for n in (1, 2)]  # both upstream slots
+    for _ in running:
+        await echo.arrived.get()
+    third = await submit(proxy, "/hold/3")  # claimed ahead, then handed out again
+
+    await until(lambda: asyncio.sleep(0, store.handed_again))
+    echo.release.set()
+    for location in (*running, third):
+        await wait_job(proxy, location)
+    await idle(proxy)
+
+    assert [seen["path_qs"] for seen in echo.seen].count("/hold/3") == 1
+
+
 # -- the upstream: late start, probes --------------------------------------------------------
 
 

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from atkproxy.accept import Mode, callback_url, is_json, reply_body, requested_mode
+from atkproxy.accept import (
+    Mode,
+    callback_url,
+    is_json,
+    reply_body,
+    reply_bytes,
+    requested_mode,
+)
 from atkproxy.errors import Rejected
 from atkproxy.forward import (
     UpstreamError,
@@ -376,6 +383,44 @@ def test_reply_body(match: RouteMatch | None, doc: Any, body: dict[str, Any]) ->
     reply = reply_body(match, Resolved("i-1", Target("/o", [], doc)))
     assert reply == body
     assert next(iter(reply)) == "id"
+
+
+@pytest.mark.parametrize(
+    ("match", "body", "changed", "reply"),
+    [
+        pytest.param(START, b'{"name": "x"}', False, b'{"id":"i-1","name": "x"}', id="spliced"),
+        pytest.param(START, b' \n{"n":1} ', False, b'{"id":"i-1","n":1} ', id="spliced-space"),
+        pytest.param(START, b'{"id": "c", "n": 1}', False, b'{"id":"i-1","n":1}', id="own-id"),
+        pytest.param(START, b"{}", False, b'{"id":"i-1"}', id="empty-object"),
+        pytest.param(START, b'{"n": 1}', True, b'{"id":"i-1","n":1}', id="id-injected"),
+        pytest.param(
+            START, '{"n": 1}'.encode("utf-16-le"), False, b'{"id":"i-1","n":1}', id="utf-16"
+        ),
+        pytest.param(OPERATION, b'{"n": 1}', False, b'{"id":"i-1"}', id="operation"),
+        pytest.param(
+            START,
+            b'{"s": "\\ud800"}',
+            False,
+            b'{"id":"i-1","s": "\\ud800"}',
+            id="lone-surrogate-spliced",
+        ),
+        pytest.param(
+            START,
+            b'{"id": 1, "s": "\\ud800"}',
+            False,
+            b'{"id":"i-1","s":"\\ud800"}',
+            id="lone-surrogate-serialised",
+        ),
+    ],
+)
+def test_reply_bytes(match: RouteMatch | None, body: bytes, changed: bool, reply: bytes) -> None:
+    doc = json.loads(body)
+    resolved = Resolved("i-1", Target("/o", [], doc), body_changed=changed)
+
+    got = reply_bytes(match, resolved, body)
+
+    assert got == reply
+    assert json.loads(got) == reply_body(match, resolved)
 
 
 # -- management: redacted_url and job_view -------------------------------------------------

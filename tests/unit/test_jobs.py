@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,7 @@ from atkproxy.jobs import (
     TransitionError,
     UpstreamRequest,
     UpstreamResult,
+    new_job_id,
 )
 
 S = JobState
@@ -93,3 +95,12 @@ def test_delivery_attempts_start_at_the_delivery_base() -> None:
     redriven = replace(job(S.DELIVERING), attempts=attempts, delivery_base=2)
     assert redriven.delivery_attempts == attempts[2:]
     assert Attempt(1.0, None, None, 0.0).pending and not attempts[0].pending
+
+
+def test_job_ids_are_32_hex_digits_that_grow_with_time_and_do_not_repeat() -> None:
+    ids = [new_job_id() for _ in range(2000)]
+
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)  # the time, in ms
+    assert ids[0][:12] <= f"{time.time_ns() // 1_000_000:012x}"

@@ -202,6 +202,24 @@ async def test_each_result_is_kept_with_its_own_job(store: SQLiteStore) -> None:
     assert (await store.result("first"), await store.result("second")) == (None, RESULT)
 
 
+async def test_a_save_sets_only_what_a_step_can_change(store: SQLiteStore) -> None:
+    # an UPDATE rewrites the index of every column it SETs: the id, created_at and
+    # idempotency indexes must not be rewritten at each of a job's saves
+    await store.add(make_job("a"))
+    [claimed] = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 1)
+
+    async def save() -> None:
+        await store.update(claimed.to(JobState.RUNNING), "me")
+
+    update = next(sql for sql in await traced(store, save) if sql.startswith("UPDATE jobs"))
+    sets = update.split(" SET ")[1].split(" WHERE ")[0]
+    assigned = {part.split("=")[0].strip() for part in sets.split(", ")}
+    assert {"id", "created_at", "idempotency", "instance_id", "path_params"}.isdisjoint(assigned)
+    assert {"state", "due_at", "lease_owner", "attempts"} <= assigned
+    stored = await store.get("a")
+    assert stored is not None and stored.state is JobState.RUNNING
+
+
 async def test_a_purge_larger_than_a_batch_stops_at_its_limit(store: SQLiteStore) -> None:
     for start in range(0, 250, 50):
         await asyncio.gather(
