@@ -323,18 +323,6 @@ class Engine:
                 log.warning("lease lost; stopping work on the job", job=job_id)
                 task.cancel()
         return True
-        try:
-            kept = await self._store.renew(self.worker.owner, held, time.time() + self.worker.lease)
-        except Exception as exc:
-            if warn:
-                log.warning("renewing leases failed", error=exc.__class__.__name__)
-            return False
-        for job_id in set(held) - kept:  # another worker took it over
-            task = self._held.get(job_id)
-            if task is not None:
-                log.warning("lease lost; stopping work on the job", job=job_id)
-                task.cancel()
-        return True
 
     async def _housekeeping(self) -> None:
         retention = self._settings.store.retention
