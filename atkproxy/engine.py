@@ -49,8 +49,8 @@ class Lane:
         self.name = name
         self.states = states
         self.slots = slots
-        # jobs of this lane running here (metrics): `slots.busy` also counts the slots a
-        # claim holds while it asks the store, which would show a burst that is not there
+        # jobs of this lane running here (metrics): `slots.busy` also counts the slots that
+        # requests being accepted hold before their job starts
         self.running = 0
 
 
