@@ -12,6 +12,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=nginx_json.sh
+source "$HERE/nginx_json.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 ROUNDS=${COMMITS_ROUNDS:-3}
 DURATION=${COMMITS_DURATION:-5}
@@ -37,27 +39,7 @@ wait_port() { # wait_port PORT: poll with a deadline until it accepts
   done
 }
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$BASE;
-        location / { default_type application/json; return 200 '{"message":"hello"}'; }
-    }
-}
-EOF
+json_nginx_conf "$WORK/nginx" "$BASE"
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
 PIDS+=($!)
 wait_port "$BASE"

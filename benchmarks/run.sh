@@ -38,6 +38,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=nginx_json.sh
+source "$HERE/nginx_json.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 
 DURATION=${BENCH_DURATION:-10}
@@ -240,27 +242,7 @@ backend backend
     server s1 127.0.0.1:$BACKEND_PORT
 EOF
 
-mkdir -p "$WORK/json"
-cat >"$WORK/json/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/json/nginx.pid;
-error_log $WORK/json/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/json/body;
-    proxy_temp_path $WORK/json/proxy;
-    fastcgi_temp_path $WORK/json/fastcgi;
-    uwsgi_temp_path $WORK/json/uwsgi;
-    scgi_temp_path $WORK/json/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$BACKEND_PORT;
-        location / { default_type application/json; return 200 '{"message":"hello"}'; }
-    }
-}
-EOF
+json_nginx_conf "$WORK/json" "$BACKEND_PORT"
 
 atk_args() { # atk_args PORT STORE [ARGS...]: atkproxy's command line in ATK_ARGS
   local port=$1 store=$2; shift 2
