@@ -79,11 +79,47 @@ def failed_result(exc: UpstreamError) -> UpstreamResult:
     return UpstreamResult(exc.status, headers, body, error=str(exc), not_sent=not_sent)
 
 
-async def read_limited(answer: Answer, limit: int) -> bytes:
-    """The whole answer, which a job records; one larger than `limit` is refused."""
-    body = bytearray()
+def declared_length(pairs: Headers) -> int | None:
+    """The body length the answer's headers promise; None when they promise none (chunked,
+    no Content-Length, or Content-Lengths that disagree or do not parse)."""
+    lengths = set()
+    for name, value in pairs:
+        lower = name.lower()
+        if lower == "transfer-encoding":
+            return None
+        if lower == "content-length":
+            lengths.add(value.strip())
+    if len(lengths) != 1:
+        return None
+    [text] = lengths
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _too_large(limit: int) -> AnswerTooLarge:
+    return AnswerTooLarge(f"upstream answer exceeds async.max_result ({limit} bytes)")
+
+
+async def read_limited(answer: Answer, limit: int) -> bytes | bytearray:
+    """The whole answer, which a job records; one larger than `limit` is refused.
+
+    The body is held once: every extra full copy of a large answer is paid by every job
+    running at the same time. An answer with a Content-Length over `limit` is refused
+    before its body is read; one within it is read into one buffer of that size. Without
+    a length the buffer grows as the chunks come (a list of chunks joined at the end would
+    hold the answer twice at that moment). The buffer is returned as it is: bytes() of it
+    would be a second copy, and every consumer (sqlite3, the callback, json) takes a
+    bytearray as it takes bytes."""
+    length = declared_length(answer.pairs)
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    body = bytearray(length or 0)
+    filled = 0
     async for chunk in answer.chunks():
-        body += chunk
-        if len(body) > limit:
-            raise AnswerTooLarge(f"upstream answer exceeds async.max_result ({limit} bytes)")
-    return bytes(body)
+        end = filled + len(chunk)
+        if end > limit:
+            raise _too_large(limit)
+        body[filled:end] = chunk  # in place within the length; past it, the buffer grows
+        filled = end
+    if filled < len(body):  # fewer bytes than promised (HEAD, 204, 304)
+        del body[filled:]
+    return body

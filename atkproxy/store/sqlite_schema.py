@@ -54,6 +54,7 @@ SCHEMA_VERSION = 2
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
 CACHE_KIB = 32 * 1024
 VACUUM_AT_OPEN_MAX = 64 * 1024 * 1024  # a file this small is converted to incremental vacuum
+WRITE_INTO_ROW_MIN = 64 * 1024  # a result this large is written into its row, not bound
 
 SCHEMA = [
     """CREATE TABLE jobs (
@@ -180,6 +181,10 @@ _INSERT_REQUEST = (
 _INSERT_RESULT = (
     "INSERT INTO results (seq, status, headers, body, error, not_sent) VALUES (?, ?, ?, ?, ?, ?)"
 )
+_INSERT_RESULT_ZEROED = (
+    "INSERT INTO results (seq, status, headers, body, error, not_sent)"
+    " VALUES (?, ?, ?, zeroblob(?), ?, ?)"
+)
 _BODIES = """
     SELECT r.seq, r.method, r.path_qs, r.headers, r.body, r.reply,
            s.status, s.headers, s.body, s.error, s.not_sent
@@ -297,17 +302,22 @@ def insert_job(conn: sqlite3.Connection, job: Job) -> int:
 
 
 def insert_result(conn: sqlite3.Connection, seq: int, result: UpstreamResult) -> None:
-    conn.execute(
-        _INSERT_RESULT,
-        [
-            seq,
-            result.status,
-            encode_headers(result.headers),
-            result.body,
-            result.error,
-            int(result.not_sent),
-        ],
-    )
+    body = result.body
+    headers = encode_headers(result.headers)
+    if len(body) < WRITE_INTO_ROW_MIN or result.error is not None:
+        conn.execute(
+            _INSERT_RESULT,
+            [seq, result.status, headers, body, result.error, int(result.not_sent)],
+        )
+        return
+    # A bound blob is copied by sqlite3, and the INSERT builds its record around a second
+    # copy: two more copies of a large answer, on top of the one the job holds. A
+    # zeroblob costs nothing while the columns after it hold no bytes (error NULL,
+    # not_sent 0 or 1), and the bytes then go from the job's buffer straight into pages.
+    not_sent = int(result.not_sent)
+    conn.execute(_INSERT_RESULT_ZEROED, [seq, result.status, headers, len(body), None, not_sent])
+    with conn.blobopen("results", "body", seq) as blob:
+        blob.write(body)
 
 
 Bodies = tuple[UpstreamRequest | None, bytes | None, UpstreamResult | None]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
+import tracemalloc
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -71,3 +73,18 @@ def test_the_prefix_is_optional() -> None:
 def test_malformed_secrets(secret: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         decode_secret(secret)
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_a_large_body_is_signed_without_a_copy_of_it(kind: type[bytes] | type[bytearray]) -> None:
+    body = kind(json.dumps({"pad": "x" * (8 << 20)}).encode())
+    keys = [decode_secret(OLD)]
+    tracemalloc.start()
+    try:
+        signed = signed_headers("job-1", int(time.time()), body, keys)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 64 * 1024, f"{peak} bytes to sign {len(body)}"
+    assert Webhook(OLD).verify(bytes(body), signed) == {"pad": "x" * (8 << 20)}

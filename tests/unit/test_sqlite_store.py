@@ -280,6 +280,75 @@ async def test_a_status_read_of_a_job_with_a_10_mib_result_does_not_load_it(
     assert await store.result(FULL_JOB.id) == big
 
 
+# -- large results are written into their row, not bound ---------------------------------
+
+ROW_MIN = sqlite_schema.WRITE_INTO_ROW_MIN
+
+
+@pytest.mark.parametrize(
+    ("size", "kind", "not_sent", "error"),
+    [
+        (ROW_MIN - 1, bytes, False, None),
+        (ROW_MIN, bytes, False, None),
+        (ROW_MIN, bytearray, True, None),
+        (3 * 1024 * 1024 + 5, bytearray, False, None),
+        (ROW_MIN + 1, bytes, False, "upstream unavailable: connection closed"),
+        (ROW_MIN + 1, bytearray, True, "upstream not reached"),
+    ],
+)
+async def test_a_result_of_any_size_reads_back_byte_exact(
+    store: SQLiteStore,
+    size: int,
+    kind: type[bytes] | type[bytearray],
+    not_sent: bool,
+    error: str | None,
+) -> None:
+    result = UpstreamResult(201, RESULT.headers, kind(os.urandom(size)), error, not_sent)
+    await store.add(FULL_JOB)
+    [claimed] = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 1)
+
+    await store.update(claimed.to(JobState.RUNNING).with_result(result).released(NOW), "me")
+
+    assert await store.result(FULL_JOB.id) == result
+    [again] = await store.claim("other", [JobState.RUNNING], NOW, NOW + 30, 1)
+    assert again.result == result
+
+
+def sqlite_memory() -> tuple[Callable[[], int], Callable[[], int]] | None:
+    """SQLite's own counters: bytes in use, and the most in use since the last call."""
+    import _sqlite3
+
+    try:
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        used, highwater = lib.sqlite3_memory_used, lib.sqlite3_memory_highwater
+    except (OSError, AttributeError):
+        return None
+    used.restype = highwater.restype = ctypes.c_int64
+    highwater.argtypes = [ctypes.c_int]
+    return used, lambda: int(highwater(1))
+
+
+async def test_a_large_result_is_not_copied_by_sqlite(store: SQLiteStore) -> None:
+    counters = sqlite_memory()
+    if counters is None:
+        pytest.skip("this Python's sqlite3 does not export SQLite's memory counters")
+    used, highwater = counters
+    size = 8 * 1024 * 1024
+    big = replace(RESULT, body=bytearray(os.urandom(size)))
+    await store.add(FULL_JOB)
+    [claimed] = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 1)
+    before = used()
+    highwater()
+
+    await store.update(replace(finished(claimed), result=big), "me")
+
+    # the pages the body lands in are the page cache's (it holds up to CACHE_KIB); a
+    # bound blob would add sqlite3's copy and the record built around a second one
+    grew = highwater() - before
+    assert grew < 1.5 * size, f"SQLite used {grew / size:.2f}x the body to store it"
+    assert await store.result(FULL_JOB.id) == big
+
+
 # -- the schedule's queries are index range scans ------------------------------------------
 
 
