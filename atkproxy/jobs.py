@@ -83,7 +83,7 @@ class UpstreamResult:
 
     status: int
     headers: Headers
-    body: bytes | bytearray  # a large answer stays in the buffer it was read into
+    body: bytes
     error: str | None = None
     # the request never reached the upstream (refused, connect timeout): safe to try again
     not_sent: bool = False

@@ -33,7 +33,7 @@ def _finite(text: str) -> float:
     return value
 
 
-def loads(data: bytes | bytearray | str, max_depth: int = MAX_DEPTH) -> Any:
+def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     """The document in `data`; NotStrictJSON (a ValueError) when it is not strict JSON."""
     try:
         doc = json.loads(data, parse_constant=_constant, parse_float=_finite)
@@ -48,7 +48,7 @@ def loads(data: bytes | bytearray | str, max_depth: int = MAX_DEPTH) -> Any:
     return doc
 
 
-def _brackets(data: bytes | bytearray | str) -> int:
+def _brackets(data: bytes | str) -> int:
     """Fewer brackets than the limit cannot nest deeper than it: most documents skip the walk."""
     if isinstance(data, str):
         return data.count("[") + data.count("{")

@@ -30,7 +30,7 @@ def decode_secret(secret: str) -> bytes:
     return key
 
 
-def signature(key: bytes, msg_id: str, timestamp: int, body: bytes | bytearray) -> str:
+def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     # the prefix and the body are fed apart: joining them would copy a large body
     mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode(), hashlib.sha256)
     mac.update(body)
@@ -39,7 +39,7 @@ def signature(key: bytes, msg_id: str, timestamp: int, body: bytes | bytearray) 
 
 
 def signed_headers(
-    msg_id: str, timestamp: int, body: bytes | bytearray, keys: Sequence[bytes]
+    msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes]
 ) -> dict[str, str]:
     """The three Standard Webhooks headers; one signature per key."""
     return {

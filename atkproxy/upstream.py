@@ -13,6 +13,7 @@ Exceptions raised toward the proxy:
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol
@@ -99,27 +100,30 @@ def _too_large(limit: int) -> AnswerTooLarge:
     return AnswerTooLarge(f"upstream answer exceeds async.max_result ({limit} bytes)")
 
 
-async def read_limited(answer: Answer, limit: int) -> bytes | bytearray:
+async def read_limited(answer: Answer, limit: int) -> bytes:
     """The whole answer, which a job records; one larger than `limit` is refused.
 
     The body is held once: every extra full copy of a large answer is paid by every job
     running at the same time. An answer with a Content-Length over `limit` is refused
-    before its body is read; one within it is read into one buffer of that size. Without
-    a length the buffer grows as the chunks come (a list of chunks joined at the end would
-    hold the answer twice at that moment). The buffer is returned as it is: bytes() of it
-    would be a second copy, and every consumer (sqlite3, the callback, json) takes a
-    bytearray as it takes bytes."""
+    before its body is read; one within it is read into one buffer of that size, made
+    before the first byte arrives. Without a length the buffer grows as the chunks come (a
+    list of chunks joined at the end would hold the answer twice at that moment). The
+    buffer is a BytesIO because its getvalue() hands over the bytes object it wrote into
+    (CPython's copy-on-write BytesIO): bytes with no copy, where bytes(bytearray) copies."""
     length = declared_length(answer.pairs)
     if length is not None and length > limit:
         raise _too_large(limit)
-    body = bytearray(length or 0)
+    body = io.BytesIO()
+    if length:
+        body.seek(length - 1)
+        body.write(b"\0")  # sizes the buffer once
+        body.seek(0)
     filled = 0
     async for chunk in answer.chunks():
-        end = filled + len(chunk)
-        if end > limit:
+        filled += len(chunk)
+        if filled > limit:
             raise _too_large(limit)
-        body[filled:end] = chunk  # in place within the length; past it, the buffer grows
-        filled = end
-    if filled < len(body):  # fewer bytes than promised (HEAD, 204, 304)
-        del body[filled:]
-    return body
+        body.write(chunk)
+    if length is not None and filled < length:  # fewer bytes than promised (HEAD, 204, 304)
+        body.truncate(filled)
+    return body.getvalue()

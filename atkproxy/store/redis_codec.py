@@ -127,7 +127,7 @@ def _headers_json(headers: list[tuple[str, str]]) -> list[list[str]]:
     return [[name, value] for name, value in headers]
 
 
-def _with_body(meta: dict[str, Any], body: bytes | bytearray) -> bytes:
+def _with_body(meta: dict[str, Any], body: bytes) -> bytes:
     # ensure_ascii (the default) writes lone surrogates as \\udcXX escapes that read back
     return json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body
 

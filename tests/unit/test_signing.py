@@ -75,9 +75,8 @@ def test_malformed_secrets(secret: str, message: str) -> None:
         decode_secret(secret)
 
 
-@pytest.mark.parametrize("kind", [bytes, bytearray])
-def test_a_large_body_is_signed_without_a_copy_of_it(kind: type[bytes] | type[bytearray]) -> None:
-    body = kind(json.dumps({"pad": "x" * (8 << 20)}).encode())
+def test_a_large_body_is_signed_without_a_copy_of_it() -> None:
+    body = json.dumps({"pad": "x" * (8 << 20)}).encode()
     keys = [decode_secret(OLD)]
     tracemalloc.start()
     try:
@@ -87,4 +86,4 @@ def test_a_large_body_is_signed_without_a_copy_of_it(kind: type[bytes] | type[by
         tracemalloc.stop()
 
     assert peak < 64 * 1024, f"{peak} bytes to sign {len(body)}"
-    assert Webhook(OLD).verify(bytes(body), signed) == {"pad": "x" * (8 << 20)}
+    assert Webhook(OLD).verify(body, signed) == {"pad": "x" * (8 << 20)}
