@@ -16,6 +16,7 @@ import yaml
 
 from . import lifecycle
 from .auth import describe
+from .malloc import MMAP_THRESHOLD, keep_large_blocks_mapped
 from .observability import configure_logging
 from .redact import mask_urls
 from .settings import Logging, Settings
@@ -94,10 +95,12 @@ def effective_config(settings: Settings, layered: Layered) -> str:
 
 
 def serve(settings: Settings) -> int:
+    mapped = keep_large_blocks_mapped()  # a job's answer of megabytes goes back when freed
     configure_logging(settings.logging)
     log = structlog.get_logger("atkproxy")
     shown = mask_urls(settings.model_dump(mode="json", by_alias=True))  # secrets: "**********"
-    log.info("starting", version=version(), settings=shown)
+    threshold = MMAP_THRESHOLD if mapped else None
+    log.info("starting", version=version(), settings=shown, malloc_mmap_threshold=threshold)
     started = time.monotonic()
     try:
         with asyncio.Runner(loop_factory=new_loop) as runner:

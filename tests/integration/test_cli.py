@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
 import aiohttp
 import pytest
 import yaml
+
+from atkproxy import malloc
+from atkproxy.malloc import is_glibc
 
 from .conftest import Receiver, ServerFactory, start_app
 from .processes import atkproxy, free_port, json_lines, run, wait_healthy
@@ -86,6 +90,9 @@ async def test_serve_logs_json_and_stops_on_sigterm(
     assert {("job accepted", job_id), ("job finished", job_id)} <= events
     assert ("callback delivered", job_id) in events
     assert "t0ps3cret" not in out.decode()
+    [starting] = [line for line in lines if line["event"] == "starting"]
+    mapped = is_glibc() and malloc.ENV not in os.environ  # atkproxy.malloc: answers go back
+    assert starting["malloc_mmap_threshold"] == (malloc.MMAP_THRESHOLD if mapped else None)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
