@@ -54,7 +54,7 @@ SCHEMA_VERSION = 2
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
 CACHE_KIB = 32 * 1024
 VACUUM_AT_OPEN_MAX = 64 * 1024 * 1024  # a file this small is converted to incremental vacuum
-WRITE_INTO_ROW_MIN = 64 * 1024  # a result this large is written into its row, not bound
+WRITE_INTO_ROW_MIN = 64 * 1024  # a body this large is written into its row, not bound
 
 SCHEMA = [
     """CREATE TABLE jobs (
@@ -181,6 +181,10 @@ _INSERT_REQUEST = (
 _INSERT_RESULT = (
     "INSERT INTO results (seq, status, headers, body, error, not_sent) VALUES (?, ?, ?, ?, ?, ?)"
 )
+_INSERT_REQUEST_ZEROED = (
+    "INSERT INTO requests (seq, method, path_qs, headers, body, reply)"
+    " VALUES (?, ?, ?, ?, zeroblob(?), {reply})"
+)
 _INSERT_RESULT_ZEROED = (
     "INSERT INTO results (seq, status, headers, body, error, not_sent)"
     " VALUES (?, ?, ?, zeroblob(?), ?, ?)"
@@ -289,35 +293,60 @@ def insert_job(conn: sqlite3.Connection, job: Job) -> int:
     """Insert the job and its bodies; returns its seq. sqlite3.IntegrityError on a known id."""
     seq = conn.execute(_INSERT_JOB, small_params(job)).lastrowid
     assert seq is not None
-    req = job.request
-    conn.execute(
-        _INSERT_REQUEST,
-        [seq, None, None, None, None, job.reply]
-        if req is None
-        else [seq, req.method, req.path_qs, encode_headers(req.headers), req.body, job.reply],
-    )
+    insert_request(conn, seq, job.request, job.reply)
     if job.result is not None:
         insert_result(conn, seq, job.result)
     return seq
 
 
+# A bound blob is copied by sqlite3, and the INSERT builds its record around a second copy:
+# two more copies of a large body, on top of the one the job holds. A zeroblob costs
+# nothing while the columns after it hold no bytes (NULL, 0, 1, or zeroblobs themselves),
+# and the bytes then go from the job's buffer straight into the row's pages.
+
+
+def insert_request(
+    conn: sqlite3.Connection, seq: int, req: UpstreamRequest | None, reply: bytes | None
+) -> None:
+    if req is None:
+        conn.execute(_INSERT_REQUEST, [seq, None, None, None, None, reply])
+        return
+    head = [seq, req.method, req.path_qs, encode_headers(req.headers)]
+    if max(len(req.body), len(reply or b"")) < WRITE_INTO_ROW_MIN:
+        conn.execute(_INSERT_REQUEST, [*head, req.body, reply])
+        return
+    if reply is None:  # NULL, not an empty blob
+        conn.execute(_INSERT_REQUEST_ZEROED.format(reply="NULL"), [*head, len(req.body)])
+    else:
+        conn.execute(
+            _INSERT_REQUEST_ZEROED.format(reply="zeroblob(?)"), [*head, len(req.body), len(reply)]
+        )
+    _write_into_row(conn, "requests", seq, {"body": req.body, "reply": reply or b""})
+
+
 def insert_result(conn: sqlite3.Connection, seq: int, result: UpstreamResult) -> None:
     body = result.body
     headers = encode_headers(result.headers)
+    # the error's text would follow the body in the record, and a failed result is small
     if len(body) < WRITE_INTO_ROW_MIN or result.error is not None:
         conn.execute(
             _INSERT_RESULT,
             [seq, result.status, headers, body, result.error, int(result.not_sent)],
         )
         return
-    # A bound blob is copied by sqlite3, and the INSERT builds its record around a second
-    # copy: two more copies of a large answer, on top of the one the job holds. A
-    # zeroblob costs nothing while the columns after it hold no bytes (error NULL,
-    # not_sent 0 or 1), and the bytes then go from the job's buffer straight into pages.
     not_sent = int(result.not_sent)
     conn.execute(_INSERT_RESULT_ZEROED, [seq, result.status, headers, len(body), None, not_sent])
-    with conn.blobopen("results", "body", seq) as blob:
-        blob.write(body)
+    _write_into_row(conn, "results", seq, {"body": body})
+
+
+def _write_into_row(
+    conn: sqlite3.Connection, table: str, seq: int, blobs: dict[str, bytes]
+) -> None:
+    """Fill the zeroblobs of row `seq` of `table`, column by column."""
+    for column, data in blobs.items():
+        if data:
+            with conn.blobopen(table, column, seq) as blob:
+                blob.write(data)
 
 
 Bodies = tuple[UpstreamRequest | None, bytes | None, UpstreamResult | None]

@@ -310,6 +310,30 @@ async def test_a_result_of_any_size_reads_back_byte_exact(
     assert again.result == result
 
 
+@pytest.mark.parametrize(
+    ("body_size", "reply_size"),
+    [
+        (ROW_MIN - 1, None),
+        (ROW_MIN, None),
+        (ROW_MIN, 20),
+        (20, ROW_MIN),
+        (0, ROW_MIN + 3),
+        (3 * 1024 * 1024 + 5, 3 * 1024 * 1024 + 9),
+    ],
+)
+async def test_a_request_and_its_reply_of_any_size_read_back_byte_exact(
+    store: SQLiteStore, body_size: int, reply_size: int | None
+) -> None:
+    assert FULL_JOB.request is not None
+    request = replace(FULL_JOB.request, body=os.urandom(body_size))
+    reply = None if reply_size is None else os.urandom(reply_size)
+
+    await store.add(replace(FULL_JOB, request=request, reply=reply))
+
+    [claimed] = await store.claim("me", [JobState.ACCEPTED], NOW, NOW + 30, 1)
+    assert (claimed.request, claimed.reply) == (request, reply)
+
+
 def sqlite_memory() -> tuple[Callable[[], int], Callable[[], int]] | None:
     """SQLite's own counters: bytes in use, and the most in use since the last call."""
     import _sqlite3
@@ -343,6 +367,24 @@ async def test_a_large_result_is_not_copied_by_sqlite(store: SQLiteStore) -> Non
     grew = highwater() - before
     assert grew < 1.5 * size, f"SQLite used {grew / size:.2f}x the body to store it"
     assert await store.result(FULL_JOB.id) == big
+
+
+async def test_a_large_request_and_reply_are_not_copied_by_sqlite(store: SQLiteStore) -> None:
+    counters = sqlite_memory()
+    if counters is None:
+        pytest.skip("this Python's sqlite3 does not export SQLite's memory counters")
+    used, highwater = counters
+    assert FULL_JOB.request is not None
+    size = 4 * 1024 * 1024
+    request = replace(FULL_JOB.request, body=os.urandom(size))
+    job = replace(FULL_JOB, request=request, reply=os.urandom(size))
+    before = used()
+    highwater()
+
+    await store.add(job)
+
+    grew = highwater() - before
+    assert grew < 1.5 * 2 * size, f"SQLite used {grew / (2 * size):.2f}x the bodies to store them"
 
 
 # -- the schedule's queries are index range scans ------------------------------------------
