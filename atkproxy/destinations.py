@@ -3,7 +3,7 @@
 A callback URL is chosen by the client, so a proxy that dials it is a request forger inside the
 cluster unless each destination passes this policy. It is applied twice: `check_url` when the
 request arrives (nothing is resolved then), and `check_address` on every address actually
-dialled (see resolver.py), so a name that resolves elsewhere later (DNS rebinding) has no gap.
+dialled (see dial.py), so a name that resolves elsewhere later (DNS rebinding) has no gap.
 
 Order of the address checks, the first that refuses wins:
 1. the proxy's own endpoints and the upstream's (always: they would take a forged request

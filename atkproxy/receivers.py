@@ -117,7 +117,11 @@ class CallbackClient:
 
     def _pool(self, url: URL, origin: Origin) -> Pool:
         scheme, host, port = origin
-        context = (self._ssl or ssl.create_default_context()) if scheme == "https" else None
+        context = None
+        if scheme == "https":
+            if self._ssl is None:  # made once: loading the system's CAs is slow
+                self._ssl = ssl.create_default_context()
+            context = self._ssl
         opener = partial(
             dial, host=host, port=port, policy=self._policy, context=context, lookup=self._lookup
         )

@@ -314,3 +314,43 @@ async def test_https_is_checked_against_the_host_name_not_the_address(
             await client.post(URL(f"https://cb.example:{server.port}/cb"), [], b"{}")
     assert "cb.example" not in str(caught.value)
     assert len(peer.ports) == 1
+
+
+async def test_a_kept_connection_closed_by_the_receiver_is_replaced_once() -> None:
+    """The receiver drops its kept connection as the next callback arrives (an idle timeout
+    racing the request): that callback goes again, once, on a new connection."""
+    seen: list[int] = []  # the connection number of each request received
+
+    async def serve_two_then_drop(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        number = len(set(seen)) + 1
+        while await read_request(reader):
+            seen.append(number)
+            if number == 1 and seen.count(1) == 2:
+                break  # the second request on the first connection: closed unanswered
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve_two_then_drop, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb")
+    try:
+        async with callback_client(5.0, LOOPBACK) as client:
+            assert await client.post(url, [], b"{}") == (200, None)
+            assert await client.post(url, [], b"{}") == (200, None)
+    finally:
+        server.close()
+    assert seen == [1, 1, 2]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bool:
+    """One request's head and Content-Length body; False at the end of the connection."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return False
+    for line in head.decode().split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            await reader.readexactly(int(value))
+    return True
