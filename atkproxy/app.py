@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .accept import Acceptor
 from .auth import create_auth
-from .callback import Deliverer, callback_session
+from .callback import Deliverer, callback_client
 from .connections import LISTEN, GuardedApplication, handler_args, origin_form_only
 from .drain import drain_grace
 from .engine import Engine
@@ -84,8 +84,10 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     destinations = policy_for(settings)
     await protect_named_endpoints(destinations)
     context = tls_context("callback", settings.callback.tls)
-    async with callback_session(settings.callback.timeout, destinations, context) as session:
-        deliverer = Deliverer(session, app[AUTH], settings.callback.signing.keys)
+    callback = settings.callback
+    client = callback_client(callback.timeout, destinations, context, callback.max_inflight)
+    async with client:
+        deliverer = Deliverer(client, app[AUTH], callback.signing.keys)
 
         def make_steps(worker: Worker) -> Steps:
             return Steps(

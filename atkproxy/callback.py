@@ -1,4 +1,5 @@
-"""Callback delivery: the one client that talks to callback receivers.
+"""Callback delivery: one attempt, through the one client that talks to receivers
+(receivers.py, which dials through the destination policy: dial.py).
 
 An attempt POSTs the upstream's answer as the sync call would have returned it, with
 the X-ATK-* headers that say what it is, authenticated by the configured mode. No
@@ -13,37 +14,33 @@ import time
 from collections.abc import Sequence
 from ssl import SSLContext
 
-import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
 from .auth import CallbackAuth, CallbackAuthError, CallbackRequest
 from .destinations import Policy
+from .dial import CallbackClientError, DestinationRefused
 from .jobs import Attempt, Job
+from .receivers import CallbackClient
 from .redact import without_urls
-from .resolver import GuardedResolver, literal_guard, refusal
 from .retry import retry_after_seconds
 from .signing import signed_headers
 from .tracing import trace_headers
 
 
-def callback_session(
-    timeout: float, policy: Policy | None = None, ssl: SSLContext | None = None
-) -> aiohttp.ClientSession:
+def callback_client(
+    timeout: float,
+    policy: Policy | None = None,
+    ssl: SSLContext | None = None,
+    per_origin: int = 32,
+) -> CallbackClient:
     """The callback client; the single place where connections to receivers are made.
 
-    Every address it dials passes the destination policy (resolver.py); https receivers
-    are verified (`ssl`, from callback.tls; None: the system's CAs).
+    Every address it dials passes the destination policy (dial.py); https receivers are
+    verified (`ssl`, from callback.tls; None: the system's CAs). `per_origin`: connections
+    to one receiver at most (callback.max_inflight: no delivery waits for one).
     """
-    policy = policy or Policy()
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy), ssl=ssl or True),
-        trace_configs=[literal_guard(policy)],
-        timeout=aiohttp.ClientTimeout(total=timeout),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        skip_auto_headers=("Content-Type",),
-    )
+    return CallbackClient(timeout, policy or Policy(), ssl, per_origin=per_origin)
 
 
 def callback_headers(job: Job, attempt: int) -> CIMultiDict[str]:
@@ -63,12 +60,12 @@ def callback_headers(job: Job, attempt: int) -> CIMultiDict[str]:
 class Deliverer:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        client: CallbackClient,
         auth: CallbackAuth,
         signing_keys: Sequence[bytes] = (),
     ) -> None:
         self._signing_keys = signing_keys
-        self._session = session
+        self._client = client
         self._auth = auth
 
     async def deliver(self, job: Job, attempt: int) -> Attempt:
@@ -80,14 +77,15 @@ class Deliverer:
             retry_after = retry_after_seconds(asked, time.time())
         except CallbackAuthError as exc:
             error = f"callback authentication failed: {exc}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (CallbackClientError, TimeoutError) as exc:
             error = f"callback failed: {describe(exc)}"
         except Exception as exc:  # any other failure is recorded too: a job never hangs
             error = f"callback failed: {exc.__class__.__name__}"
         return Attempt(started, status, error, round(time.time() - started, 6), retry_after)
 
     async def send(self, job: Job, attempt: int) -> tuple[int, str | None]:
-        """The receiver's status and Retry-After; raises CallbackAuthError or aiohttp's errors."""
+        """The receiver's status and Retry-After; raises CallbackAuthError, CallbackClientError
+        or TimeoutError."""
         answer = await self._send(job, attempt)
         if answer[0] == 401 and await self._auth.renew():
             answer = await self._send(job, attempt)
@@ -100,21 +98,14 @@ class Deliverer:
             signed = signed_headers(job.id, int(time.time()), job.result.body, self._signing_keys)
             request.headers.update(signed)
         await self._auth.apply(request)
-        async with self._session.post(
-            request.url, headers=request.headers, data=job.result.body, allow_redirects=False
-        ) as response:
-            # The status line decides; the receiver's body is not read (it could be endless).
-            return response.status, response.headers.get("Retry-After")
+        return await self._client.post(request.url, list(request.headers.items()), job.result.body)
 
 
 def describe(exc: BaseException) -> str:
     """What went wrong, safe to record: never the URL (its query may carry a credential)."""
     if isinstance(exc, TimeoutError):
         return "no answer within callback.timeout"
-    refused = refusal(exc)
-    if refused is not None:
-        return str(refused)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return "InvalidURL"
-    text = without_urls(str(exc))  # aiohttp puts the URL in some texts (ClientResponseError)
+    if isinstance(exc, DestinationRefused):
+        return str(exc)
+    text = without_urls(str(exc))  # the client's texts have none; this keeps it so
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__

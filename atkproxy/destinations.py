@@ -3,7 +3,7 @@
 A callback URL is chosen by the client, so a proxy that dials it is a request forger inside the
 cluster unless each destination passes this policy. It is applied twice: `check_url` when the
 request arrives (nothing is resolved then), and `check_address` on every address actually
-dialled (see resolver.py), so a name that resolves elsewhere later (DNS rebinding) has no gap.
+dialled (see dial.py), so a name that resolves elsewhere later (DNS rebinding) has no gap.
 
 Order of the address checks, the first that refuses wins:
 1. the proxy's own endpoints and the upstream's (always: they would take a forged request
@@ -93,6 +93,8 @@ class Policy:
     endpoints: list[Endpoint] = field(default_factory=list)
     # host names that are the upstream's (or the proxy's), with their port
     protected_names: set[tuple[str, int]] = field(default_factory=set)
+    # what protect() was given: the listener is noted on every async request (resolver.py)
+    _given: set[tuple[str, int, str]] = field(default_factory=set, repr=False)
 
     @classmethod
     def from_lists(cls, allow: Sequence[str], deny: Sequence[str]) -> Policy:
@@ -100,6 +102,9 @@ class Policy:
 
     def protect(self, host: str, port: int, what: str) -> None:
         """Refuse `host:port` whatever is allowed; a wildcard host means every local address."""
+        if (host, port, what) in self._given:
+            return
+        self._given.add((host, port, what))
         try:
             address = ipaddress.ip_address(host.strip("[]"))
         except ValueError:

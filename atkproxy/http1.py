@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import cast
 
@@ -46,6 +46,9 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 HIGH_WATER = 256 * 1024  # buffered answer bytes at which reading from the upstream pauses
 LOW_WATER = 64 * 1024
 _FRAMING = frozenset({"content-length", "transfer-encoding", "host"})
+# Opens a transport for the protocol the factory makes, in place of the pool's own connect
+# (the callback client dials through the destination policy: dial.py)
+Dial = Callable[[Callable[[], asyncio.BaseProtocol]], Awaitable[None]]
 
 
 class _Stale(UpstreamUnavailable):
@@ -347,6 +350,7 @@ class Pool:
         timeout: float,
         connect_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        dial: Dial | None = None,
     ) -> None:
         self.host = url.raw_host or ""
         self.port = url.port or (443 if url.scheme == "https" else 80)
@@ -359,6 +363,7 @@ class Pool:
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._dial = dial
 
     def idle(self) -> Connection | None:
         """A pooled connection still open, without waiting; None when there is none."""
@@ -393,6 +398,8 @@ class Pool:
         loop = asyncio.get_running_loop()
         conn = Connection(loop, self)
         self._open.add(conn)
+        if self._dial is not None:
+            return await self._dialled(conn)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await loop.create_connection(
@@ -409,6 +416,16 @@ class Pool:
             self.forget(conn)
             reason = exc.strerror or exc.__class__.__name__
             raise UpstreamNotReached(f"upstream not reached: {reason}") from exc
+        return conn
+
+    async def _dialled(self, conn: Connection) -> Connection:
+        """`conn` connected by the pool's `dial`, whose errors pass through as they are."""
+        assert self._dial is not None
+        try:
+            await self._dial(lambda: conn)
+        except BaseException:
+            self.forget(conn)
+            raise
         return conn
 
     def release(self, conn: Connection) -> None:

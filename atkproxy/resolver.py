@@ -1,94 +1,20 @@
-"""The callback client's view of the network: every address it dials passes the policy.
+"""The destination policy as configured, with the proxy's own endpoints and the upstream's.
 
-`GuardedResolver` wraps a resolver and drops each resolved address the destination policy
-refuses, so a name that resolves to a denied address at connect time (DNS rebinding) fails
-there. aiohttp does not ask the resolver about a literal address; `literal_guard` checks
-those as each request starts. Both raise `DestinationRefused`; `refusal` finds it again in
-the error aiohttp wraps it in, so the attempt records "destination refused: <reason>".
+The policy is applied when a request arrives (accept.py) and on every address the callback
+client dials (dial.py); what it protects is gathered here: the listeners (one on port 0 is
+known only when a request comes in on it) and the upstream, by address and by name.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
-from types import SimpleNamespace
-from typing import Any
 
-import aiohttp
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from .destinations import Policy, Refused, literal_address, url_port
+from .destinations import Policy, url_port
 from .settings import Settings
-
-
-class DestinationRefused(aiohttp.ClientConnectionError, OSError):
-    """Raised at connect time; its text is the policy's reason, without the URL."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"destination refused: {self.reason}"
-
-
-class GuardedResolver(AbstractResolver):
-    """`inner`'s answers, less every address the policy refuses; none left is an error."""
-
-    def __init__(self, policy: Policy, inner: AbstractResolver | None = None) -> None:
-        self._policy = policy
-        self._inner = inner or aiohttp.ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        answers = await self._inner.resolve(host, port, family)
-        kept: list[ResolveResult] = []
-        reason = "the name resolved to no address"
-        for answer in answers:
-            try:
-                address = ipaddress.ip_address(answer["host"].split("%")[0])
-                self._policy.check_address(address, answer["port"], host)
-            except (Refused, ValueError) as exc:
-                reason = str(exc)
-                continue
-            kept.append(answer)
-        if not kept:
-            raise DestinationRefused(reason)
-        return kept
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def literal_guard(policy: Policy) -> aiohttp.TraceConfig:
-    """A trace that checks a literal address host before its request is sent."""
-
-    async def on_start(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any) -> None:
-        url = params.url
-        try:
-            address = literal_address(url.raw_host or "")
-            if address is not None:
-                policy.check_address(address, url_port(url))
-        except Refused as exc:
-            raise DestinationRefused(str(exc)) from None
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_start)
-    return trace
-
-
-def refusal(exc: BaseException) -> DestinationRefused | None:
-    """The DestinationRefused behind an aiohttp error, if that is what it was."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, DestinationRefused):
-            return seen
-        seen = getattr(seen, "os_error", None) or seen.__cause__
-    return None
 
 
 def policy_for(settings: Settings) -> Policy:

@@ -57,7 +57,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-# the error of an attempt whose receiver the destination policy refused (resolver.py): the
+# the error of an attempt whose receiver the destination policy refused (dial.py): the
 # policy would refuse it again, so delivery stops
 DESTINATION_REFUSED = "callback failed: destination refused"
 

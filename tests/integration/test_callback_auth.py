@@ -34,9 +34,11 @@ from atkproxy.auth import (
     CallbackAuthSettings,
     create_auth,
 )
-from atkproxy.callback import Deliverer
+from atkproxy.callback import Deliverer, callback_client
 from atkproxy.demo.receiver import Received
+from atkproxy.destinations import Policy
 from atkproxy.jobs import AtkStatus, Job, JobState, UpstreamRequest, UpstreamResult
+from atkproxy.receivers import CallbackClient
 from atkproxy.store.memory import MemoryStore
 from atkproxy.store.sealed import SealedStore
 
@@ -73,8 +75,8 @@ class Sender:
     """The product's delivery, atkproxy.callback.Deliverer.send: apply the auth, POST, and on
     a 401 renew and retry once; the receiver's status, or the auth error raised."""
 
-    def __init__(self, session: aiohttp.ClientSession, auth: CallbackAuth) -> None:
-        self._deliverer = Deliverer(session, auth)
+    def __init__(self, client: CallbackClient, auth: CallbackAuth) -> None:
+        self._deliverer = Deliverer(client, auth)
 
     async def send(self, job: Job) -> int:
         status, _ = await self._deliverer.send(job, 1)
@@ -87,15 +89,22 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+@pytest.fixture
+async def client() -> AsyncIterator[CallbackClient]:
+    """The product's callback client, allowed to reach the receivers on 127.0.0.1."""
+    async with callback_client(5.0, Policy.from_lists(["127.0.0.1/32"], [])) as client:
+        yield client
+
+
 async def deliver_one(
-    config: dict[str, Any], receiver: Receiver, session: aiohttp.ClientSession,
+    config: dict[str, Any], receiver: Receiver, client: CallbackClient,
     incoming: list[tuple[str, str]] | None = None, query: str = "?tenant=a",
 ) -> Received:  # fmt: skip
     auth = create_auth(CallbackAuthSettings.model_validate(config))
     job = make_job(receiver.url + query, incoming)
     auth.capture(job.id, CIMultiDictProxy(CIMultiDict(job.request.headers)))
     try:
-        assert await Sender(session, auth).send(job) == 200
+        assert await Sender(client, auth).send(job) == 200
     finally:
         await auth.close()
     return await receiver.next()
@@ -126,32 +135,32 @@ STATIC = [
 @pytest.mark.parametrize(("config", "headers", "query"), [c[1:] for c in STATIC],
                          ids=[c[0] for c in STATIC])  # fmt: skip
 async def test_receiver_sees_exactly_the_mode_s_credentials(
-    receiver: Receiver, session: aiohttp.ClientSession,
+    receiver: Receiver, client: CallbackClient,
     config: dict[str, Any], headers: dict[str, str], query: dict[str, str],
 ) -> None:  # fmt: skip
-    received = await deliver_one(config, receiver, session)
+    received = await deliver_one(config, receiver, client)
     assert extra_headers(received) == headers
     assert received.query == {"tenant": "a", **query}
 
 
 async def test_query_mode_replaces_a_parameter_of_the_same_name(
-    receiver: Receiver, session: aiohttp.ClientSession
+    receiver: Receiver, client: CallbackClient
 ) -> None:
     config = {"type": "query", "query_name": "apikey", "query_value": "real"}
-    received = await deliver_one(config, receiver, session, query="?apikey=forged&x=1%202")
+    received = await deliver_one(config, receiver, client, query="?apikey=forged&x=1%202")
     assert received.query == {"x": "1 2", "apikey": "real"}
 
 
 async def test_on_behalf_without_the_header_sends_none(
-    receiver: Receiver, session: aiohttp.ClientSession
+    receiver: Receiver, client: CallbackClient
 ) -> None:
-    received = await deliver_one({"type": "on-behalf"}, receiver, session, incoming=[])
+    received = await deliver_one({"type": "on-behalf"}, receiver, client, incoming=[])
     assert extra_headers(received) == {}
 
 
 @pytest.mark.parametrize("with_key", [True, False], ids=["secret-key", "no-key"])
 async def test_on_behalf_after_a_restart_only_with_a_store_key(
-    receiver: Receiver, session: aiohttp.ClientSession, with_key: bool
+    receiver: Receiver, client: CallbackClient, with_key: bool
 ) -> None:
     # the job as a restarted proxy reads it back from its store: the header is there only
     # when store.secret_key let it be kept (encrypted) at rest
@@ -161,28 +170,28 @@ async def test_on_behalf_after_a_restart_only_with_a_store_key(
     restarted = SealedStore(inner, ["Authorization"], key)  # a new process: nothing in memory
     [recovered] = await restarted.claim("restarted", [JobState.DELIVERING], 1.0, 31.0, 1)
     auth = create_auth(CallbackAuthSettings(type="on-behalf"))  # a fresh process: nothing captured
-    assert await Sender(session, auth).send(recovered) == 200
+    assert await Sender(client, auth).send(recovered) == 200
     expected = {"authorization": "Bearer incoming-user-token"} if with_key else {}
     assert extra_headers(await receiver.next()) == expected
 
 
 async def test_on_behalf_forget_drops_the_captured_value(
-    receiver: Receiver, session: aiohttp.ClientSession
+    receiver: Receiver, client: CallbackClient
 ) -> None:
     auth = create_auth(CallbackAuthSettings(type="on-behalf"))
     job = make_job(receiver.url, incoming=[])
     auth.capture(job.id, CIMultiDictProxy(CIMultiDict([("authorization", "Bearer t-1")])))
     auth.forget(job.id)
-    assert await Sender(session, auth).send(job) == 200
+    assert await Sender(client, auth).send(job) == 200
     assert extra_headers(await receiver.next()) == {}
 
 
 async def test_static_token_refused_is_not_retried(
-    receiver: Receiver, session: aiohttp.ClientSession
+    receiver: Receiver, client: CallbackClient
 ) -> None:
     receiver.respond_with = [401]
     auth = create_auth(CallbackAuthSettings.model_validate({"type": "oauth", "access_token": "s"}))
-    assert await Sender(session, auth).send(make_job(receiver.url)) == 401
+    assert await Sender(client, auth).send(make_job(receiver.url)) == 401
     assert len(receiver.received) == 1
 
 
@@ -306,13 +315,13 @@ async def bearer_seen(receiver: Receiver) -> str:
 
 @pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])
 async def test_client_credentials_grant(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     auths: list[CallbackAuth], method: str,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
     auth = create_auth(client_credentials(tokens, scope="callbacks", token_auth_method=method))
     auths.append(auth)
-    sender = Sender(session, auth)
+    sender = Sender(client, auth)
     for _ in range(3):
         assert await sender.send(make_job(receiver.url)) == 200
     seen = [await bearer_seen(receiver) for _ in range(3)]
@@ -328,14 +337,14 @@ async def test_client_credentials_grant(
 
 
 async def test_wrong_client_secret_fails_the_delivery_with_a_reason(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     auths: list[CallbackAuth],
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
     auth = create_auth(oauth(tokens, client_id="cb-client", client_secret="wrong-secret"))
     auths.append(auth)
     with pytest.raises(CallbackAuthError) as caught:
-        await Sender(session, auth).send(make_job(receiver.url))
+        await Sender(client, auth).send(make_job(receiver.url))
     assert (
         str(caught.value)
         == "token endpoint refused the client_credentials grant: 401 invalid_client"
@@ -345,12 +354,12 @@ async def test_wrong_client_secret_fails_the_delivery_with_a_reason(
 
 
 async def test_refresh_token_grant_rotates_the_refresh_token(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     auths: list[CallbackAuth],
 ) -> None:  # fmt: skip
     auth = create_auth(oauth(tokens, refresh_token="rt-0", client_id="cb-client"))
     auths.append(auth)
-    sender = Sender(session, auth)
+    sender = Sender(client, auth)
     receiver.respond_with = [200, 401, 200, 401, 200]  # two renewals
     for _ in range(3):
         assert await sender.send(make_job(receiver.url)) == 200
@@ -367,11 +376,11 @@ async def test_refresh_token_grant_rotates_the_refresh_token(
 
 
 async def test_token_is_renewed_before_it_expires(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(expires_in=2, clients=CLIENT)
-    sender = Sender(session, client_auth)
+    sender = Sender(client, client_auth)
     assert await sender.send(make_job(receiver.url)) == 200
     first = await bearer_seen(receiver)
     deadline = time.monotonic() + 5
@@ -386,11 +395,11 @@ async def test_token_is_renewed_before_it_expires(
 
 
 async def test_concurrent_deliveries_share_one_token_request(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
-    sender = Sender(session, client_auth)
+    sender = Sender(client, client_auth)
     statuses = await asyncio.gather(*(sender.send(make_job(receiver.url)) for _ in range(20)))
     assert statuses == [200] * 20
     [token] = await tokens.issued()
@@ -398,33 +407,33 @@ async def test_concurrent_deliveries_share_one_token_request(
 
 
 async def test_401_renews_the_token_once_and_retries(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
     receiver.respond_with = [401]
-    assert await Sender(session, client_auth).send(make_job(receiver.url)) == 200
+    assert await Sender(client, client_auth).send(make_job(receiver.url)) == 200
     first, second = await tokens.issued()
     assert [await bearer_seen(receiver), await bearer_seen(receiver)] == [first, second]
 
 
 async def test_401_twice_is_a_failed_attempt_after_one_retry(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
     receiver.respond_with = [401, 401]
-    assert await Sender(session, client_auth).send(make_job(receiver.url)) == 401
+    assert await Sender(client, client_auth).send(make_job(receiver.url)) == 401
     assert len(receiver.received) == 2
     assert len(await tokens.issued()) == 2
 
 
 async def test_concurrent_401s_share_one_renewal(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
-    sender = Sender(session, client_auth)
+    sender = Sender(client, client_auth)
     assert await sender.send(make_job(receiver.url)) == 200  # the first token, cached
     receiver.respond_with = [401] * 5
     statuses = await asyncio.gather(*(sender.send(make_job(receiver.url)) for _ in range(5)))
@@ -433,20 +442,20 @@ async def test_concurrent_401s_share_one_renewal(
 
 
 async def test_static_token_first_then_the_grant_after_a_401(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     auths: list[CallbackAuth],
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
     auth = create_auth(client_credentials(tokens, access_token="static-1"))
     auths.append(auth)
     receiver.respond_with = [401]
-    assert await Sender(session, auth).send(make_job(receiver.url)) == 200
+    assert await Sender(client, auth).send(make_job(receiver.url)) == 200
     assert await bearer_seen(receiver) == "static-1"
     assert [await bearer_seen(receiver)] == await tokens.issued()
 
 
 async def test_a_refused_issued_refresh_token_falls_back_to_client_credentials(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     client_auth: CallbackAuth,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
@@ -454,7 +463,7 @@ async def test_a_refused_issued_refresh_token_falls_back_to_client_credentials(
     await tokens.answer(200, issued)
     await tokens.answer(400, {"error": "invalid_grant"})
     receiver.respond_with = [200, 401, 200]
-    sender = Sender(session, client_auth)
+    sender = Sender(client, client_auth)
     assert await sender.send(make_job(receiver.url)) == 200
     assert await sender.send(make_job(receiver.url)) == 200
     requests = await tokens.requests()
@@ -473,12 +482,12 @@ async def test_a_refused_issued_refresh_token_falls_back_to_client_credentials(
     (200, {"token_type": "Bearer"}, "answered 200 without an access_token"),
 ])  # fmt: skip
 async def test_token_endpoint_error_fails_the_delivery_then_recovers(
-    tokens: TokenServer, receiver: Receiver, session: aiohttp.ClientSession,
+    tokens: TokenServer, receiver: Receiver, client: CallbackClient,
     client_auth: CallbackAuth, status: int, body: dict[str, Any], reason: str,
 ) -> None:  # fmt: skip
     await tokens.configure(clients=CLIENT)
     await tokens.answer(status, body)
-    sender = Sender(session, client_auth)
+    sender = Sender(client, client_auth)
     with pytest.raises(CallbackAuthError, match=reason):
         await sender.send(make_job(receiver.url))
     assert receiver.received == []
@@ -487,7 +496,7 @@ async def test_token_endpoint_error_fails_the_delivery_then_recovers(
 
 
 async def test_token_endpoint_down_fails_the_delivery_with_a_reason(
-    receiver: Receiver, session: aiohttp.ClientSession, auths: list[CallbackAuth],
+    receiver: Receiver, client: CallbackClient, auths: list[CallbackAuth],
     unused_tcp_port: int,
 ) -> None:  # fmt: skip
     down = f"http://127.0.0.1:{unused_tcp_port}/token"
@@ -497,7 +506,7 @@ async def test_token_endpoint_down_fails_the_delivery_with_a_reason(
         )
     )
     auths.append(auth)
-    sender = Sender(session, auth)
+    sender = Sender(client, auth)
     jobs = [make_job(receiver.url) for _ in range(3)]
     results = await asyncio.gather(*(sender.send(j) for j in jobs), return_exceptions=True)
     for result in results:

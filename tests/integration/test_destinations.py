@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import pytest
 import structlog
+from yarl import URL
 
-from atkproxy.callback import callback_session, describe
+from atkproxy.callback import callback_client, describe
 from atkproxy.destinations import Policy
+from atkproxy.dial import DestinationRefused
 from atkproxy.store.memory import MemoryStore
 
 from .conftest import ProxyFactory, Receiver
@@ -118,9 +119,9 @@ async def test_a_name_in_an_allowed_range_is_delivered(
 
 async def test_the_callback_client_refuses_a_literal_address_itself(receiver: Receiver) -> None:
     # A recorded job (from before a policy change) is checked again when it is delivered.
-    async with callback_session(5.0, Policy()) as session:
-        with pytest.raises(aiohttp.ClientError) as caught:
-            await session.post(receiver.url, data=b"{}")
+    async with callback_client(5.0, Policy()) as client:
+        with pytest.raises(DestinationRefused) as caught:
+            await client.post(URL(receiver.url), [], b"{}")
     assert describe(caught.value) == "destination refused: loopback address 127.0.0.1"
     assert receiver.received == []
 

@@ -8,7 +8,7 @@ from standardwebhooks import Webhook
 
 from atkproxy.auth import create_auth
 from atkproxy.auth.config import CallbackAuthSettings
-from atkproxy.callback import Deliverer, callback_session
+from atkproxy.callback import Deliverer, callback_client
 from atkproxy.demo.receiver import Received
 from atkproxy.jobs import AtkStatus, Job, JobState, UpstreamRequest, UpstreamResult
 from atkproxy.resolver import policy_for
@@ -58,9 +58,9 @@ async def test_every_attempt_of_one_callback_has_the_same_id(receiver: Receiver)
               callback_url=receiver.url,
               request=UpstreamRequest("POST", "/orders", [], b"{}"),
               state=JobState.DELIVERING, result=result, status=AtkStatus.COMPLETED)  # fmt: skip
-    async with callback_session(5.0, policy_for(settings)) as session:
+    async with callback_client(5.0, policy_for(settings)) as client:
         auth = create_auth(CallbackAuthSettings())
-        deliverer = Deliverer(session, auth, settings.callback.signing.keys)
+        deliverer = Deliverer(client, auth, settings.callback.signing.keys)
         assert [(await deliverer.send(job, n))[0] for n in (1, 2)] == [200, 200]
     first, second = headers_of(await receiver.next()), headers_of(await receiver.next())
     assert first["webhook-id"] == second["webhook-id"] == "job-7"

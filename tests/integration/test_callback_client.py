@@ -1,0 +1,356 @@
+"""The callback client (receivers.py, dial.py) against real receivers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from atkproxy.auth import NoAuth
+from atkproxy.callback import Deliverer, callback_client
+from atkproxy.destinations import Policy
+from atkproxy.dial import (
+    ClientConnectorCertificateError,
+    DestinationRefused,
+    ServerDisconnectedError,
+)
+from atkproxy.http1 import Connection
+from atkproxy.jobs import AtkStatus, Job, JobState, UpstreamRequest, UpstreamResult
+from atkproxy.receivers import SLICE, CallbackClient
+from atkproxy.retry import delivery_stops
+from atkproxy.settings import CallbackRetry
+from atkproxy.tls import client_context
+
+from .conftest import ServerFactory
+from .pki import make_pki
+
+LOOPBACK = Policy.from_lists(["127.0.0.1/32"], [])
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Peer:
+    """A receiver that notes the client port of every request (one port: one connection)."""
+
+    handler: Handler | None = None
+    ports: list[int] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        self.ports.append(request.transport.get_extra_info("peername")[1])
+        if self.handler is not None:
+            return await self.handler(request)
+        self.bodies.append(await request.read())
+        return web.Response(text="ok")
+
+
+async def serve(aiohttp_server: ServerFactory, peer: Peer) -> int:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", peer.handle)
+    server = await aiohttp_server(app)
+    assert server.port is not None
+    return server.port
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[CallbackClient]:
+    async with callback_client(5.0, LOOPBACK) as client:
+        yield client
+
+
+def make_job(url: str, body: bytes = b"{}") -> Job:
+    result = UpstreamResult(200, [("Content-Type", "application/json")], body)
+    return Job(id="job-1", instance_id="i-1", callback_url=url, method="POST", path_qs="/o",
+               due_at=0.0, request=UpstreamRequest("POST", "/o", [], b"{}"),
+               state=JobState.DELIVERING, result=result, status=AtkStatus.COMPLETED)  # fmt: skip
+
+
+def answers(*rounds: list[str]) -> Callable[[str, int], Awaitable[list[str]]]:
+    """A resolver whose answers change from one lookup to the next (DNS rebinding)."""
+    queue = list(rounds)
+
+    async def lookup(host: str, port: int) -> list[str]:
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return lookup
+
+
+# --- keep-alive and the pools ----------------------------------------------------------
+
+
+async def test_callbacks_to_one_receiver_share_a_connection(
+    aiohttp_server: ServerFactory, client: CallbackClient
+) -> None:
+    peer = Peer()
+    url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
+    for _ in range(3):
+        assert await client.post(url, [], b"{}") == (200, None)
+    assert len(set(peer.ports)) == 1
+
+
+async def test_pools_are_bounded_by_origin_count(aiohttp_server: ServerFactory) -> None:
+    peers = [Peer() for _ in range(3)]
+    ports = [await serve(aiohttp_server, peer) for peer in peers]
+    async with CallbackClient(5.0, LOOPBACK, max_origins=2) as client:
+        for port in [*ports, ports[0]]:
+            assert (await client.post(URL(f"http://127.0.0.1:{port}/cb"), [], b"x"))[0] == 200
+            assert client.origins <= 2
+    # the first receiver's pool made room for the third one: its second callback came anew
+    assert len(set(peers[0].ports)) == 2
+
+
+async def test_an_origin_unused_for_idle_seconds_is_closed(aiohttp_server: ServerFactory) -> None:
+    first, second = Peer(), Peer()
+    urls = [URL(f"http://127.0.0.1:{await serve(aiohttp_server, p)}/cb") for p in (first, second)]
+    async with CallbackClient(5.0, LOOPBACK, idle=0.0) as client:
+        await client.post(urls[0], [], b"x")
+        await client.post(urls[1], [], b"x")
+        assert client.origins == 1
+
+
+# --- the body out, the answer in -----------------------------------------------------------
+
+
+async def test_a_large_body_goes_out_in_slices(aiohttp_server: ServerFactory) -> None:
+    """The transport holds a slice or so at a time, never a copy of the whole 10 MiB."""
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        peer.bodies.append(await request.read())
+        return web.Response(status=204)
+
+    peer = Peer(slow)
+    body = os.urandom(10 * 1024 * 1024)
+    url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
+    async with CallbackClient(10.0, LOOPBACK) as client:
+        sending = asyncio.create_task(client.post(url, [], body))
+        [conn] = await paused_connection(client)
+        assert conn.transport is not None
+        assert conn.transport.get_write_buffer_size() <= SLICE + 64 * 1024
+        release.set()
+        assert await sending == (204, None)
+    assert hashlib.sha256(peer.bodies[0]).digest() == hashlib.sha256(body).digest()
+
+
+async def paused_connection(client: CallbackClient) -> list[Connection]:
+    """The client's connections, once one waits for the receiver to read (a poll, 5 s at most)."""
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        conns = [c for r in client._receivers.values() for c in r.pool._open]
+        if any(c._write_paused for c in conns):
+            return list(conns)
+        await asyncio.sleep(0.01)
+    raise AssertionError("the client never waited for the receiver")
+
+
+async def test_an_endless_answer_body_is_not_read_and_its_connection_closed(
+    aiohttp_server: ServerFactory, client: CallbackClient
+) -> None:
+    done = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(b"x" * 65536)
+        finally:
+            done.set()  # the client closed the connection: the write failed
+
+    peer = Peer(endless)
+    url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
+    started = time.monotonic()
+    assert await client.post(url, [], b"{}") == (200, None)
+    assert time.monotonic() - started < 2.0  # the status decided: no wait for the body
+    async with asyncio.timeout(5):
+        await done.wait()
+
+
+async def test_a_small_framed_answer_body_keeps_the_connection(
+    aiohttp_server: ServerFactory, client: CallbackClient
+) -> None:
+    async def in_two_writes(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=503, headers={"Retry-After": "7"})
+        response.content_length = 6
+        await response.prepare(request)
+        await response.write(b"bus")
+        await asyncio.sleep(0.05)  # the rest of the body comes later, as a slow receiver's
+        await response.write(b"y!!")
+        await response.write_eof()
+        return response
+
+    peer = Peer(in_two_writes)
+    url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
+    assert await client.post(url, [], b"{}") == (503, "7")
+    assert await client.post(url, [], b"{}") == (503, "7")
+    assert len(set(peer.ports)) == 1
+
+
+# --- time and failures -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[int]:
+    """A receiver that takes the request and never answers."""
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_receiver_that_never_answers_is_a_timeout(silent: int) -> None:
+    async with callback_client(0.3, LOOPBACK) as client:
+        started = time.monotonic()
+        attempt = await Deliverer(client, NoAuth()).deliver(
+            make_job(f"http://127.0.0.1:{silent}/cb?token=s3cr3t"), 1
+        )
+    assert time.monotonic() - started < 2.0
+    assert (attempt.status, attempt.error) == (
+        None,
+        "callback failed: no answer within callback.timeout",
+    )
+
+
+async def test_a_receiver_that_closes_without_answering(aiohttp_server: ServerFactory) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with callback_client(5.0, LOOPBACK) as client:
+            with pytest.raises(ServerDisconnectedError):
+                await client.post(URL(f"http://127.0.0.1:{port}/cb"), [], b"{}")
+    finally:
+        server.close()
+
+
+# --- the destination policy when dialling ----------------------------------------------
+
+
+async def test_a_rebinding_name_is_refused_when_dialled_again(
+    aiohttp_server: ServerFactory,
+) -> None:
+    async def closing(request: web.Request) -> web.Response:
+        response = web.Response(text="ok")
+        response.force_close()  # the next callback dials anew, and resolves anew
+        return response
+
+    port = await serve(aiohttp_server, Peer(closing))
+    lookup = answers(["127.0.0.1"], ["127.0.0.2"])
+    async with CallbackClient(5.0, LOOPBACK, lookup=lookup) as client:
+        deliverer = Deliverer(client, NoAuth())
+        first = await deliverer.deliver(make_job(f"http://cb.example:{port}/cb?t=s3cr3t"), 1)
+        second = await deliverer.deliver(make_job(f"http://cb.example:{port}/cb?t=s3cr3t"), 2)
+    assert (first.status, first.error) == (200, None)
+    assert second.status is None
+    refused = "address 127.0.0.2 is not in callback.destinations.allow"
+    assert second.error == f"callback failed: destination refused: {refused}"
+    assert delivery_stops(second, CallbackRetry())
+
+
+async def test_only_the_permitted_addresses_of_a_name_are_dialled(
+    aiohttp_server: ServerFactory,
+) -> None:
+    peer = Peer()
+    port = await serve(aiohttp_server, peer)
+    lookup = answers(["127.0.0.2", "::1", "127.0.0.1"])
+    async with CallbackClient(5.0, LOOPBACK, lookup=lookup) as client:
+        assert (await client.post(URL(f"http://cb.example:{port}/cb"), [], b"{}"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("allow", "host", "reason"),
+    [
+        (["127.0.0.1/32"], "127.1", "numeric address not in canonical form"),
+        (["127.0.0.1/32"], "0x7f000001", "numeric address not in canonical form"),
+        (["127.0.0.1/32"], "127.0.0.2", "address 127.0.0.2 is not in callback.destinations"),
+        ([], "127.0.0.1", "loopback address 127.0.0.1"),
+        ([], "[::ffff:127.0.0.1]", "loopback address ::ffff:7f00:1"),
+        ([], "[::1]", "loopback address ::1"),
+    ],
+)
+async def test_the_host_is_checked_when_dialled(
+    silent: int, allow: list[str], host: str, reason: str
+) -> None:
+    """A recorded job (from before a policy change, say) is checked again when delivered."""
+    async with CallbackClient(5.0, Policy.from_lists(allow, [])) as client:
+        with pytest.raises(DestinationRefused, match=reason):
+            await client.post(URL(f"http://{host}:{silent}/cb"), [], b"{}")
+
+
+async def test_https_is_checked_against_the_host_name_not_the_address(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    """The certificate is for 127.0.0.1; a name that resolves there does not match it."""
+    pki = make_pki(tmp_path)
+    peer = Peer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", peer.handle)
+    server = await aiohttp_server(app, ssl=pki.server_context())
+    context = client_context(ca_file=pki.ca)
+    lookup = answers(["127.0.0.1"])
+    async with CallbackClient(5.0, LOOPBACK, context, lookup=lookup) as client:
+        assert (await client.post(URL(f"https://127.0.0.1:{server.port}/cb"), [], b"{}"))[0] == 200
+        with pytest.raises(ClientConnectorCertificateError) as caught:
+            await client.post(URL(f"https://cb.example:{server.port}/cb"), [], b"{}")
+    assert "cb.example" not in str(caught.value)
+    assert len(peer.ports) == 1
+
+
+async def test_a_kept_connection_closed_by_the_receiver_is_replaced_once() -> None:
+    """The receiver drops its kept connection as the next callback arrives (an idle timeout
+    racing the request): that callback goes again, once, on a new connection."""
+    seen: list[int] = []  # the connection number of each request received
+
+    async def serve_two_then_drop(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        number = len(set(seen)) + 1
+        while await read_request(reader):
+            seen.append(number)
+            if number == 1 and seen.count(1) == 2:
+                break  # the second request on the first connection: closed unanswered
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve_two_then_drop, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb")
+    try:
+        async with callback_client(5.0, LOOPBACK) as client:
+            assert await client.post(url, [], b"{}") == (200, None)
+            assert await client.post(url, [], b"{}") == (200, None)
+    finally:
+        server.close()
+    assert seen == [1, 1, 2]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bool:
+    """One request's head and Content-Length body; False at the end of the connection."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return False
+    for line in head.decode().split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            await reader.readexactly(int(value))
+    return True
