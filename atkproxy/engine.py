@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Collection
 import structlog
 
 from .admission import Admission, Slots
+from .budget import Budget, holding_answers
 from .jobs import DELIVERY_STATES, UPSTREAM_STATES, AtkStatus, Job, JobState
 from .settings import Settings
 from .steps import LetGo, Steps, Worker
@@ -72,6 +73,7 @@ class Engine:
         self.delivery = Lane("delivery", DELIVERY_STATES, Slots(settings.callback.max_inflight))
         a = settings.async_
         self.admission = Admission(a.max_queue, a.retry_after, self.upstream.slots)
+        self.answers = Budget(a.max_answer_memory)  # upstream answer bytes jobs hold here
         self._held: dict[str, asyncio.Task[None]] = {}
         self._lanes: dict[str, Lane] = {}  # the lane whose slot each held job takes
         # upstream jobs claimed ahead (leased, at most a lane's worth): when an upstream slot
@@ -182,7 +184,11 @@ class Engine:
 
     async def _guarded(self, job: Job) -> None:
         bound = {"job": job.id, "instance": job.instance_id, **trace_fields(job.trace)}
-        with structlog.contextvars.bound_contextvars(**bound):
+        already = len(job.result.body) if job.result is not None else 0  # loaded with the job
+        with (
+            structlog.contextvars.bound_contextvars(**bound),
+            holding_answers(self.answers, already),  # released when the job task ends
+        ):
             try:
                 await self._steps.run(job)
             except LetGo as exc:

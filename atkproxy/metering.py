@@ -58,6 +58,6 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         counts = None
     engine = app[ENGINE]
     scrape = Scrape(counts, engine.admission.waiting, engine.upstream.running,
-                    engine.delivery.running)  # fmt: skip
+                    engine.delivery.running, engine.answers.held)  # fmt: skip
     body, content_type = app[METRICS].exposition(scrape, request.headers.get("Accept", ""))
     return web.Response(body=body, headers={"Content-Type": content_type})

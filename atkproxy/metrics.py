@@ -20,6 +20,8 @@ the engine already know (jobs by state, backlog, busy slots) is read at scrape t
                                                claimed (what async.max_queue bounds)
     atkproxy_inflight{lane}                    upstream calls / deliveries running here
     atkproxy_store_up                          1 when the scrape could read the job counts
+    atkproxy_answer_bytes                      upstream answer bytes jobs hold here (what
+                                               async.max_answer_memory bounds)
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Scrape:
     waiting: int = 0
     inflight_upstream: int = 0
     inflight_delivery: int = 0
+    answer_bytes: int = 0
 
 
 class ScrapeCollector(Collector):
@@ -77,6 +80,8 @@ class ScrapeCollector(Collector):
         inflight.add_metric(["upstream"], s.inflight_upstream)
         inflight.add_metric(["delivery"], s.inflight_delivery)
         yield inflight
+        yield _gauge("atkproxy_answer_bytes", "Upstream answer bytes held by jobs here",
+                     s.answer_bytes)  # fmt: skip
         yield _gauge("atkproxy_store_up", "1 when this scrape read the job counts",
                      int(s.counts is not None))  # fmt: skip
         if s.counts is not None:  # absent rather than stale when the store failed

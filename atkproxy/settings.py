@@ -280,6 +280,9 @@ class AsyncSection(Section):
     max_body: Size = 1024 * 1024
     max_headers: Size = 64 * 1024  # all header lines of an async request; beyond it, 431
     max_result: Size = 10 * 1024 * 1024  # a job's upstream answer is recorded up to this size
+    # bytes of upstream answers this process's jobs hold at once (budget.py); 0: no bound.
+    # Six answers of the default max_result: 16 jobs of 10 MiB answers peak under 250 MB
+    max_answer_memory: Size = 64 * 1024 * 1024
     max_inflight: int = Field(16, ge=1)  # background upstream calls at once
     max_queue: int = Field(1000, ge=1)  # accepted jobs waiting; beyond it, 503 + Retry-After
     retry_after: int = Field(1, ge=0)  # seconds, on the 202 and on 503s

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from multidict import CIMultiDictProxy
 
+from .budget import Reservation, reserve_answer
 from .jobs import Headers, UpstreamResult
 
 CHUNK = 64 * 1024
@@ -113,6 +114,20 @@ async def read_limited(answer: Answer, limit: int) -> bytes:
     length = declared_length(answer.pairs)
     if length is not None and length > limit:
         raise _too_large(limit)
+    # the job's share of async.max_answer_memory (budget.py): with a length, taken before
+    # a byte of body is read (meanwhile the upstream is not read: backpressure); without
+    # one, counted as the body grows. Held until the job task ends, unless the read fails.
+    reservation = await reserve_answer(length or 0, wait=bool(length))
+    try:
+        return await _read_into_one_buffer(answer, limit, length, reservation)
+    except BaseException:
+        reservation.release()
+        raise
+
+
+async def _read_into_one_buffer(
+    answer: Answer, limit: int, length: int | None, reservation: Reservation
+) -> bytes:
     body = io.BytesIO()
     if length:
         body.seek(length - 1)
@@ -123,6 +138,8 @@ async def read_limited(answer: Answer, limit: int) -> bytes:
         filled += len(chunk)
         if filled > limit:
             raise _too_large(limit)
+        if length is None:
+            reservation.extend(len(chunk))
         body.write(chunk)
     if length is not None and filled < length:  # fewer bytes than promised (HEAD, 204, 304)
         body.truncate(filled)
