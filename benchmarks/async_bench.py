@@ -462,7 +462,7 @@ def big(args: argparse.Namespace) -> list[str]:
         procs.start("receiver", sys.executable, str(HERE / "peers.py"), "receiver",
                     "--port", str(receiver), port=receiver)  # fmt: skip
         pid = start_atkproxy(procs, db, atk, upstream, f"async.max_result={args.size}",
-                             f"async.max_inflight={args.concurrent}")  # fmt: skip
+                             f"async.max_inflight={args.concurrent}", *args.define)  # fmt: skip
         rows.append(("idle", mem_mib(pid, "VmRSS"), mem_mib(pid, "VmHWM")))
         for n in range(1, args.rounds + 1):
             asyncio.run(post_async(atk, receiver, args.concurrent))
