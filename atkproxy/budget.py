@@ -8,7 +8,7 @@ configuration instead:
 
 - An answer with a Content-Length reserves its size before its body is read. While it
   waits, its upstream connection is simply not read (the client pauses reading after a few
-  hundred KiB: TCP backpressure on the upstream), so what waits costs no memory.
+  hundred KiB: TCP backpressure on the upstream), so what waits costs little memory.
 - An answer without one (chunked, or delimited by the close) is counted as it arrives,
   without waiting: it may take the budget past its limit by its own size (soft), and the
   answers after it wait until it is released.

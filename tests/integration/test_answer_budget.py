@@ -61,14 +61,20 @@ async def upstream(bodies: dict[str, bytes], chunked: bool) -> AsyncIterator[str
 class HoldingReceiver:
     """Records callbacks (job id -> body); answers them only once `release` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse_first: bool = False) -> None:
         self.bodies: dict[str, bytes] = {}
         self.release = asyncio.Event()
+        self.refuse_first = refuse_first  # the first attempt is answered 503 at once
+        self.arrived = 0
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/cb", self.receive)
 
     async def receive(self, request: web.Request) -> web.Response:
         self.bodies[request.headers["X-ATK-Job"]] = await request.read()
+        self.arrived += 1
+        if self.refuse_first:
+            self.refuse_first = False
+            return web.Response(status=503)
         await self.release.wait()
         return web.Response(status=204)
 
@@ -150,3 +156,29 @@ async def test_answers_the_budget_cannot_reserve_ahead_still_complete(
 
     assert {n: receiver.bodies[v["job"]] for n, v in views.items()} == bodies
     assert proxy.app[ENGINE].answers.held == 0
+
+
+async def test_an_answer_read_back_for_a_later_attempt_is_counted(
+    make_proxy: ProxyFactory, aiohttp_server: ServerFactory
+) -> None:
+    # the first attempt fails: the job lets go of its answer, and the delivery lane's claim
+    # of the job brings the answer back into memory from the store for the second attempt
+    body = os.urandom(SIZE)
+    receiver = HoldingReceiver(refuse_first=True)
+    callback = await start_app(aiohttp_server, receiver.app) + "/cb"
+    retry = {"callback": {"retry": {"schedule": ["0s", "10ms"], "max_age": "1h"}}}
+    async with upstream({"a": body}, chunked=False) as url:
+        proxy = await make_proxy(url, {**config(SIZE), **retry}, automatiko=False)
+        engine: Engine = proxy.app[ENGINE]
+        [location] = (await submit_all(proxy, ["a"], callback)).values()
+
+        await until(lambda: receiver.arrived == 2)
+        assert engine.answers.held == SIZE  # the second attempt, held by the receiver
+
+        receiver.release.set()
+        view = await wait_job(proxy, location, ("delivered",))
+        await idle(proxy)
+
+    assert len(view["callback"]["attempts"]) == 2
+    assert receiver.bodies[view["job"]] == body
+    assert engine.answers.held == 0
