@@ -9,8 +9,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import ValidationError
 
 from atkproxy.budget import NOTHING, Budget, Reservation, holding_answers, reserve_answer
+from atkproxy.settings import Settings
 from atkproxy.upstream import AnswerTooLarge, UpstreamUnavailable, read_limited
 
 from .test_upstream import MemoryAnswer, pieces
@@ -174,6 +176,21 @@ async def test_what_comes_without_a_length_is_counted_without_waiting() -> None:
 def test_a_negative_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         Budget(-1)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, 64 * 1024 * 1024), ("1GiB", 1024**3), ("0", 0), (4096, 4096)],
+)
+def test_the_setting(value: object, expected: int) -> None:
+    given = {} if value is None else {"async": {"max_answer_memory": value}}
+    assert Settings.model_validate(given).async_.max_answer_memory == expected
+
+
+@pytest.mark.parametrize("value", [-1, "-1MiB", "lots"])
+def test_a_bad_setting_names_the_key(value: object) -> None:
+    with pytest.raises(ValidationError, match="max_answer_memory"):
+        Settings.model_validate({"async": {"max_answer_memory": value}})
 
 
 # -- a job task's answers --------------------------------------------------------------
