@@ -109,6 +109,12 @@ class Reservation:
             self._budget.held += size
             self.size += size
 
+    def shrink_to(self, size: int) -> None:
+        """Keep only `size` bytes (an answer shorter than its Content-Length)."""
+        if self._budget is not None and size < self.size:
+            self._budget._give(self.size - size)
+            self.size = size
+
     def release(self) -> None:
         budget, self._budget = self._budget, None
         if budget is not None:

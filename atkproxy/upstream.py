@@ -143,4 +143,5 @@ async def _read_into_one_buffer(
         body.write(chunk)
     if length is not None and filled < length:  # fewer bytes than promised (HEAD, 204, 304)
         body.truncate(filled)
+        reservation.shrink_to(filled)
     return body.getvalue()

@@ -262,6 +262,13 @@ async def test_an_answer_without_a_length_is_counted_as_it_grows() -> None:
     assert budget.held == 0
 
 
+async def test_an_answer_shorter_than_its_length_keeps_only_what_came() -> None:
+    budget = Budget(1000)
+    with holding_answers(budget):
+        body = await read_limited(MemoryAnswer([("Content-Length", "600")], [b"abc"]), 10**6)
+        assert body == b"abc" and budget.held == 3
+
+
 class Broken(MemoryAnswer):
     """An answer whose connection fails after its first chunk."""
 
