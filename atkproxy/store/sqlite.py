@@ -23,7 +23,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -381,7 +380,7 @@ def _add(conn: sqlite3.Connection, job: Job) -> Job:
         row = conn.execute(sql, [job.idempotency]).fetchone()
         if row is not None:
             _, reply, _ = load_bodies(conn, [row[0]])[row[0]]
-            return replace(job_from_row(row[1:]), reply=reply)
+            return job_from_row(row[1:]).changed(reply=reply)
     try:
         insert_job(conn, job)
     except sqlite3.IntegrityError as exc:
@@ -417,7 +416,7 @@ def _claim(
             _set_aside(conn, row[0], str(exc))
             continue
         request, reply, result = bodies.get(row[0], (None, None, None))
-        claimed.append(replace(job, request=request, reply=reply, result=result))
+        claimed.append(job.changed(request=request, reply=reply, result=result))
     return claimed
 
 
