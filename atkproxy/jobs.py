@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -234,4 +233,10 @@ def new_job_id() -> str:
 
 
 def new_instance_id() -> str:
-    return str(uuid.uuid4())
+    """A random UUID (version 4) as text, written straight from 16 random bytes: what
+    str(uuid.uuid4()) gives, without the UUID object in between (half the time)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

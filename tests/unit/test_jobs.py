@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from dataclasses import FrozenInstanceError, fields, replace
 
 import pytest
@@ -16,6 +17,7 @@ from atkproxy.jobs import (
     TransitionError,
     UpstreamRequest,
     UpstreamResult,
+    new_instance_id,
     new_job_id,
 )
 
@@ -139,3 +141,14 @@ def test_changed_refuses_an_unknown_field_and_stays_frozen() -> None:
         job().changed(colour="red")
     with pytest.raises(FrozenInstanceError):
         job().changed(tries=1).tries = 2  # type: ignore[misc]
+
+
+def test_instance_ids_are_random_uuid4_text() -> None:
+    ids = [new_instance_id() for _ in range(2000)]
+
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(str(u) == i for u, i in zip(parsed, ids, strict=True))  # the usual text form
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert len(set(ids)) == len(ids)
+    # every hex digit but the version's is random: each shows up in the first position
+    assert {i[0] for i in ids} == set("0123456789abcdef")
