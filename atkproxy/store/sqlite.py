@@ -324,7 +324,9 @@ class SQLiteStore:
         (self._background if background else self._pending).append((op, done))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_pending())
-        return await asyncio.shield(done)
+        # not shielded (a future less per write): a caller cancelled meanwhile cancels
+        # `done`, and its op is still committed, as queued
+        return await done
 
     async def _commit_pending(self) -> None:
         while self._pending or self._background:
@@ -337,14 +339,21 @@ class SQLiteStore:
                 outcomes = await self._run(_apply, self._conn, [op for op, _ in batch])
             except Exception as exc:
                 for _, done in batch:
-                    done.set_exception(exc)
+                    _settle(done, False, exc)
                 continue
             for (_, done), (ok, value) in zip(batch, outcomes, strict=True):
-                if ok:
-                    done.set_result(value)
-                else:
-                    done.set_exception(value)
+                _settle(done, ok, value)
             self._checkpointer.wrote(weight)
+
+
+def _settle(done: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """A write's outcome to its caller, unless the caller was cancelled meanwhile."""
+    if done.cancelled():
+        return
+    if ok:
+        done.set_result(value)
+    else:
+        done.set_exception(value)
 
 
 def _apply(conn: sqlite3.Connection, ops: list[Op]) -> list[tuple[bool, Any]]:

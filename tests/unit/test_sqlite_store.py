@@ -139,6 +139,23 @@ async def test_a_lost_lease_in_a_batch_fails_alone_and_the_rest_is_committed(
     assert (await store.get("held")).state is JobState.ACCEPTED  # type: ignore[union-attr]
 
 
+async def test_a_cancelled_writer_leaves_its_write_and_the_others_alone(
+    store: SQLiteStore,
+) -> None:
+    jobs = [make_job(f"job-{n}") for n in range(3)]
+    writes = [asyncio.create_task(store.add(job)) for job in jobs]
+    await asyncio.sleep(0)  # each has queued its write
+    writes[1].cancel()
+
+    async with asyncio.timeout(5):
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        await store.add(make_job("later"))  # the commits go on
+
+    assert outcomes[0] == jobs[0] and outcomes[2] == jobs[2]
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert [await store.get(job.id) is not None for job in jobs] == [True] * 3  # still made
+
+
 async def test_a_job_that_breaks_another_constraint_is_not_called_a_duplicate(
     store: SQLiteStore,
 ) -> None:
