@@ -182,14 +182,18 @@ class Engine:
 
     async def _guarded(self, job: Job) -> None:
         bound = {"job": job.id, "instance": job.instance_id, **trace_fields(job.trace)}
-        with structlog.contextvars.bound_contextvars(**bound):
-            try:
-                await self._steps.run(job)
-            except LetGo as exc:
-                log.info("letting the job go", reason=str(exc))
-            except Exception as exc:
-                log.exception("job step failed", state=job.state.value)
-                await self._give_up(job, exc)
+        # bind and reset, not bound_contextvars: a generator context manager per job costs
+        # more, and this task's context is its own anyway
+        tokens = structlog.contextvars.bind_contextvars(**bound)
+        try:
+            await self._steps.run(job)
+        except LetGo as exc:
+            log.info("letting the job go", reason=str(exc))
+        except Exception as exc:
+            log.exception("job step failed", state=job.state.value)
+            await self._give_up(job, exc)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     async def _give_up(self, job: Job, exc: Exception) -> None:
         """A step failed in a way nobody planned for: end the job with the reason, never
