@@ -124,6 +124,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def body_at_hand(request: web.Request, limit: int) -> bytes | None:
+    """The body when all of it came in with the head (the usual small request): taken as
+    it is, with no timer and no read; None when it must be read (read_body)."""
+    length = request.content_length
+    if length is None or length > limit or not request.content.is_eof():
+        return None
+    return request.content.read_nowait()
+
+
 def parse_json(request: web.Request, body: bytes, match: RouteMatch | None) -> Any:
     """The JSON document of the body: required on JSON routes, used when present elsewhere."""
     wanted = match is not None and match.route.wants_json
@@ -243,11 +252,12 @@ class Acceptor:
         check_path(request.raw_path)
         match = self._router.match(request.method, request.path)
         check_single_ids(request.query, match.route.id if match else UNMATCHED)
-        body = await within(  # a slow body gives its queue place back when it times out
-            self._settings.listen.body_timeout,
-            "request body",
-            read_body(request, self._settings.async_.max_body),
-        )
+        limit = self._settings.async_.max_body
+        body = body_at_hand(request, limit)
+        if body is None:  # a slow body gives its queue place back when it times out
+            body = await within(
+                self._settings.listen.body_timeout, "request body", read_body(request, limit)
+            )
         resolved = self._resolve(request, body, match)
         job = self._job(request, body, match, resolved, callback)
         if slot:
