@@ -23,6 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import jsonstrict
 from .auth import CallbackAuth
+from .callback_urls import CALLBACK, CallbackUrls, refused_callback
 from .destinations import Policy, Refused
 from .engine import Engine
 from .errors import Rejected
@@ -30,7 +31,7 @@ from .forward import CHUNK, header_pairs, upstream_headers
 from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
 from .limits import check_header_size, check_path, check_single_ids, within
 from .ownership import ownership_for
-from .resolver import note_listener, policy_for
+from .resolver import policy_for
 from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .settings import IdSource, Settings
 from .store import JobStore
@@ -39,7 +40,6 @@ from .tracing import job_trace, trace_fields
 log = structlog.get_logger("atkproxy.accept")
 
 MODE = "X-ATK-Mode"
-CALLBACK = "X-ATK-Callback"
 ASYNC_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_ID = 256
 # A request no route matches gets a new instance id, which the upstream is not told.
@@ -96,7 +96,7 @@ def callback_url(headers: CIMultiDictProxy[str], policy: Policy | None = None) -
     try:
         url = (policy or Policy()).check_url(value)
     except Refused as exc:
-        raise Rejected(400, f"{CALLBACK} refused: {exc}") from None
+        raise refused_callback(exc) from None
     return str(url)
 
 
@@ -122,6 +122,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         if len(body) > limit:
             raise too_large
     return bytes(body)
+
+
+def body_at_hand(request: web.Request, limit: int) -> bytes | None:
+    """The body when all of it came in with the head (the usual small request): taken as
+    it is, with no timer and no read; None when it must be read (read_body)."""
+    length = request.content_length
+    if length is None or length > limit or not request.content.is_eof():
+        return None
+    return request.content.read_nowait()
 
 
 def parse_json(request: web.Request, body: bytes, match: RouteMatch | None) -> Any:
@@ -199,7 +208,7 @@ class Acceptor:
         destinations: Policy | None = None,
     ) -> None:
         self._settings = settings
-        self._destinations = destinations or policy_for(settings)
+        self._callbacks = CallbackUrls(destinations or policy_for(settings))
         self._router = Router(settings.async_.routes)
         self._store = store
         self._engine = engine
@@ -235,17 +244,20 @@ class Acceptor:
 
     async def _record(self, request: web.Request, slot: bool) -> Job:
         """Validate the request, build its job and commit it to the store."""
-        if CALLBACK in request.headers:
-            note_listener(self._destinations, request)
-        callback = callback_url(request.headers, self._destinations)
+        callback = request.headers.get(CALLBACK)
+        if callback is not None:
+            transport = request.transport
+            listener = transport.get_extra_info("sockname") if transport else None
+            callback = self._callbacks.check(callback, listener)
         check_path(request.raw_path)
         match = self._router.match(request.method, request.path)
         check_single_ids(request.query, match.route.id if match else UNMATCHED)
-        body = await within(  # a slow body gives its queue place back when it times out
-            self._settings.listen.body_timeout,
-            "request body",
-            read_body(request, self._settings.async_.max_body),
-        )
+        limit = self._settings.async_.max_body
+        body = body_at_hand(request, limit)
+        if body is None:  # a slow body gives its queue place back when it times out
+            body = await within(
+                self._settings.listen.body_timeout, "request body", read_body(request, limit)
+            )
         resolved = self._resolve(request, body, match)
         job = self._job(request, body, match, resolved, callback)
         if slot:

@@ -185,17 +185,19 @@ class Engine:
     async def _guarded(self, job: Job) -> None:
         bound = {"job": job.id, "instance": job.instance_id, **trace_fields(job.trace)}
         already = len(job.result.body) if job.result is not None else 0  # loaded with the job
-        with (
-            structlog.contextvars.bound_contextvars(**bound),
-            holding_answers(self.answers, already),  # released when the job task ends
-        ):
-            try:
+        # bind and reset, not bound_contextvars: a generator context manager per job costs
+        # more, and this task's context is its own anyway
+        tokens = structlog.contextvars.bind_contextvars(**bound)
+        try:
+            with holding_answers(self.answers, already):  # released when the job task ends
                 await self._steps.run(job)
-            except LetGo as exc:
-                log.info("letting the job go", reason=str(exc))
-            except Exception as exc:
-                log.exception("job step failed", state=job.state.value)
-                await self._give_up(job, exc)
+        except LetGo as exc:
+            log.info("letting the job go", reason=str(exc))
+        except Exception as exc:
+            log.exception("job step failed", state=job.state.value)
+            await self._give_up(job, exc)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     async def _give_up(self, job: Job, exc: Exception) -> None:
         """A step failed in a way nobody planned for: end the job with the reason, never

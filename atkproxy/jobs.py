@@ -19,8 +19,8 @@ from __future__ import annotations
 import enum
 import os
 import time
-import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -150,27 +150,32 @@ class Job:
     owner: str | None = None  # keyed digest of the credentials the request carried
     trace: str | None = None  # W3C traceparent (and tracestate) of the request
 
+    def changed(self, **changes: Any) -> Job:
+        """A copy with `changes` (field names, as for dataclasses.replace)."""
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"Job has no field(s) {', '.join(sorted(unknown))}")
+        return _copy_job(self, changes)
+
     def to(self, state: JobState, **changes: Any) -> Job:
         """The job moved to `state`; raises TransitionError on a move the life cycle forbids."""
         if state not in ALLOWED[self.state]:
             raise TransitionError(f"job {self.id}: {self.state} -> {state} is not allowed")
-        return replace(self, state=state, updated_at=time.time(), **changes)
+        return self.changed(state=state, updated_at=time.time(), **changes)
 
     def with_result(self, result: UpstreamResult) -> Job:
-        return replace(
-            self, result=result, upstream_status=result.status, upstream_error=result.error
-        )
+        return self.changed(**result_fields(result))
 
     def leased(self, owner: str, until: float) -> Job:
-        return replace(self, lease_owner=owner, lease_until=until)
+        return self.changed(lease_owner=owner, lease_until=until)
 
     def released(self, due_at: float | None) -> Job:
         """Handed back to the store: unleased, next due at `due_at` (None: nothing to do)."""
-        return replace(self, lease_owner=None, lease_until=0.0, due_at=due_at)
+        return self.changed(**release(due_at))
 
     def light(self) -> Job:
         """The job without its bodies, as a status read returns it."""
-        return replace(self, request=None, result=None, reply=None)
+        return self.changed(request=None, result=None, reply=None)
 
     @property
     def wants_callback(self) -> bool:
@@ -186,6 +191,38 @@ class Job:
         return self.attempts[self.delivery_base :]
 
 
+def result_fields(result: UpstreamResult) -> dict[str, Any]:
+    """The changes that record `result` on a job."""
+    return {"result": result, "upstream_status": result.status, "upstream_error": result.error}
+
+
+def release(due_at: float | None) -> dict[str, Any]:
+    """The changes that hand a job back to the store: unleased, next due at `due_at`."""
+    return {"lease_owner": None, "lease_until": 0.0, "due_at": due_at}
+
+
+def _job_copier() -> Callable[[Job, Mapping[str, Any]], Job]:
+    """A function copying a job with some fields changed.
+
+    A job is copied at every step (about 15 times in its life). dataclasses.replace walks
+    the fields and then goes through __init__, whose frozen object.__setattr__ per field
+    makes a copy of Job cost about 9 µs; this function reads and sets the slots directly
+    (about 2 µs). It is generated, as dataclasses generates __init__, so that each field is
+    one line of straight code rather than a turn of a loop."""
+    names = [f.name for f in fields(Job)]
+    scope: dict[str, Any] = {"new": object.__new__, "cls": Job}
+    scope |= {f"set_{name}": getattr(Job, name).__set__ for name in names}
+    body = "".join(f"    set_{n}(job, get({n!r}, old.{n}))\n" for n in names)
+    head = "def copy(old, changes):\n    job = new(cls)\n    get = changes.get\n"
+    exec(f"{head}{body}    return job\n", scope)  # our own field names, nothing from outside
+    copier: Callable[[Job, Mapping[str, Any]], Job] = scope["copy"]
+    return copier
+
+
+_FIELDS = frozenset(f.name for f in fields(Job))
+_copy_job = _job_copier()
+
+
 def new_job_id() -> str:
     """32 hex digits: the time in milliseconds (12), then 80 random bits (20), like UUIDv7.
 
@@ -196,4 +233,10 @@ def new_job_id() -> str:
 
 
 def new_instance_id() -> str:
-    return str(uuid.uuid4())
+    """A random UUID (version 4) as text, written straight from 16 random bytes: what
+    str(uuid.uuid4()) gives, without the UUID object in between (half the time)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

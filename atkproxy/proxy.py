@@ -31,15 +31,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
             return await request.app[ACCEPTOR].accept(request, mode)
         return await PassThrough.of(request.app)(request)
     except Rejected as exc:
-        if not exc.logged:
-            log.warning(
-                "request rejected",
-                status=exc.status,
-                reason=exc.message,
-                method=request.method,
-                path=request.path,
-            )
-        return json_error(exc.status, exc.message, exc.retry_after)
+        return rejected(request, exc)
+
+
+def rejected(request: web.BaseRequest, exc: Rejected) -> web.Response:
+    """The JSON answer to a refused request, logged unless it was already."""
+    if not exc.logged:
+        log.warning(
+            "request rejected",
+            status=exc.status,
+            reason=exc.message,
+            method=request.method,
+            path=request.path,
+        )
+    return json_error(exc.status, exc.message, exc.retry_after)
 
 
 @dataclass(frozen=True, slots=True)

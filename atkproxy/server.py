@@ -1,10 +1,13 @@
-"""Serving the application with pass-through on aiohttp's low-level path.
+"""Serving the application with pass-through and async accepts on aiohttp's low-level path.
 
 aiohttp's Application sends every request through its router, match info and middleware chain.
-Pass-through needs none of it: `ProxyRunner` installs `Dispatcher` as the server's request
-handler, which hands a request without the async opt-in straight to `proxy.PassThrough`, and
-everything else (the management API under its prefix, async requests, requests the mode check
-rejects) to the application as before, so routes, cleanup contexts and signals work unchanged.
+The two paths a proxy lives on need none of it: `ProxyRunner` installs `Dispatcher` as the
+server's request handler, which hands a request without the async opt-in straight to
+`proxy.PassThrough`, an async start (a valid opt-in on POST, PUT, PATCH or DELETE) straight
+to the `Acceptor`, and everything else (the management API under its prefix, a request with
+Expect, one whose target is not a path, one the mode check rejects) to the application as
+before, so routes, cleanup contexts and signals work unchanged. Both direct paths give the
+answers and the request counts (atkproxy_requests_total) that the routed one gives.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from .accept import ASYNC_METHODS, MODE, requested_mode
+from .accept import ASYNC_METHODS, MODE, SYNC, Mode, requested_mode
 from .errors import Rejected
-from .keys import SETTINGS
-from .proxy import PassThrough
+from .keys import ACCEPTOR, SETTINGS
+from .proxy import PassThrough, rejected
 
 EXPECT = "Expect"
 PREFER = "Prefer"
@@ -25,37 +28,60 @@ RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 class Dispatcher:
-    """The server's request handler: pass-through direct, the rest through the application."""
+    """The server's request handler: pass-through and async accepts direct, the rest
+    through the application."""
 
     def __init__(self, app: web.Application, routed: RequestHandler) -> None:
         self._routed = routed
         self._prefix = app[SETTINGS].management.prefix
         self._pass = PassThrough.of(app)
+        self._acceptor = app[ACCEPTOR]  # set by the startup, which has run
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        if self._direct(request):
-            # the server's request factory is the application's: a web.Request
-            response = await self._pass(cast(web.Request, request))
-            self._pass.metrics.request("sync", response.status)
-            return response
-        return await self._routed(request)
+        mode = self._direct(request)
+        if mode is None:
+            return await self._routed(request)
+        # the server's request factory is the application's: a web.Request
+        if mode.is_async:
+            return await self._accept(cast(web.Request, request), mode)
+        response = await self._pass(cast(web.Request, request))
+        self._pass.metrics.request("sync", response.status)
+        return response
 
-    def _direct(self, request: web.BaseRequest) -> bool:
-        """Pass-through needing nothing of the application: an origin-form target (the
-        application refuses the others), not under the management prefix, no Expect (the
-        route's expect handler answers it), no async opt-in."""
+    def _direct(self, request: web.BaseRequest) -> Mode | None:
+        """The mode of a request needing nothing of the application, None for the others:
+        an origin-form target (the application refuses the others), not under the
+        management prefix, no Expect (the route's expect handler answers it), and an
+        opt-in the mode check takes (else the application answers and logs it)."""
         headers = request.headers
         if not request.raw_path.startswith("/") or EXPECT in headers:
-            return False
+            return None
         if request.path.startswith(self._prefix):
-            return False
+            return None
         if MODE not in headers and PREFER not in headers:
-            return True  # the usual request: nothing to parse
+            return SYNC  # the usual request: nothing to parse
         try:
             mode = requested_mode(headers)
         except Rejected:
-            return False  # the application answers and logs it
-        return not (mode.is_async and request.method in ASYNC_METHODS)
+            return None
+        return mode if mode.is_async and request.method in ASYNC_METHODS else SYNC
+
+    async def _accept(self, request: web.Request, mode: Mode) -> web.StreamResponse:
+        """The acceptor's answer, counted as metering.counted counts a routed one: a request
+        asking to be a job is mode "async" whatever its answer."""
+        count = self._pass.metrics.request
+        try:
+            response = await self._acceptor.accept(request, mode)
+        except Rejected as exc:
+            response = rejected(request, exc)
+        except web.HTTPException as exc:
+            count("async", exc.status)
+            raise
+        except Exception:
+            count("async", 500)
+            raise
+        count("async", response.status)
+        return response
 
 
 class ProxyRunner(web.AppRunner):

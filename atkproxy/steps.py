@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import structlog
 
 from .auth import CallbackAuth
 from .callback import Deliverer
 from .forward import Upstream, UpstreamUnavailable, failed_result
-from .jobs import AtkStatus, Attempt, Job, JobState, UpstreamResult
+from .jobs import AtkStatus, Attempt, Job, JobState, UpstreamResult, release, result_fields
 from .metrics import Metrics
 from .retry import delivery_stops, first_delivery_at, next_delivery_at, upstream_retry_at
 from .settings import Settings
@@ -111,8 +111,10 @@ class Steps:
             "upstream not reached; calling again later", tries=job.tries + 1, error=result.error
         )
         self._metrics.upstream_retries.inc()
-        retried = job.to(JobState.ACCEPTED, tries=job.tries + 1, reason=result.error)
-        return await self.save(retried.released(again))
+        tries, reason = job.tries + 1, result.error
+        return await self.save(
+            job.to(JobState.ACCEPTED, tries=tries, reason=reason, **release(again))
+        )
 
     async def resume(self, job: Job) -> Job:
         """A `running` job whose holder stopped: settled by what it left."""
@@ -150,29 +152,32 @@ class Steps:
     async def finish(
         self, job: Job, result: UpstreamResult, status: AtkStatus, reason: str | None
     ) -> Job:
-        job = job.with_result(result).to(JobState.FINISHED, status=status, reason=reason)
+        # each step is one copy of the job where it can be (a copy per field change adds up)
+        done = {"status": status, "reason": reason, **result_fields(result)}
         owed = (
             job.wants_callback and result.status not in self._settings.callback.no_callback_statuses
         )
         if owed:
+            job = job.to(JobState.FINISHED, **done)
             due = first_delivery_at(self._settings.callback.retry, time.time())
-            job = job.to(JobState.DELIVERING)
             if due <= time.time() and self._worker.to_delivery(job.id):
-                return await self._deliver_now(replace(job, due_at=due), status, reason)
-            job = job.released(due)
+                return await self._deliver_now(job, due, status, reason)
+            job = job.to(JobState.DELIVERING, **release(due))
         else:
-            job = job.released(None)
+            job = job.to(JobState.FINISHED, **done, **release(None))
             self._auth.forget(job.id)
         job = await self.save(job)
         log.info("job finished", status=status.value, upstream_status=result.status,
                  reason=reason, callback=owed)  # fmt: skip
         return job
 
-    async def _deliver_now(self, job: Job, status: AtkStatus, reason: str | None) -> Job:
+    async def _deliver_now(
+        self, job: Job, due: float, status: AtkStatus, reason: str | None
+    ) -> Job:
         """The finish save keeps the lease and records the first attempt as pending: one
         write instead of three (finished, claimed, attempt pending), and no wait for a claim.
         A crash after it is a crash during that attempt: the next one has the next number."""
-        job = await self.save(_with_pending(job))
+        job = await self.save(job.to(JobState.DELIVERING, due_at=due, attempts=_pending(job)))
         log.info("job finished", status=status.value, upstream_status=job.upstream_status,
                  reason=reason, callback=True)  # fmt: skip
         return await self._attempt(job)
@@ -183,7 +188,7 @@ class Steps:
         if job.attempts and job.attempts[-1].pending:  # its holder died mid-attempt
             return await self.after_attempt(job, _interrupted(job.attempts[-1]))
         # recorded before it is sent: after a crash, the next attempt has the next number
-        return await self._attempt(await self.save(_with_pending(job)))
+        return await self._attempt(await self.save(job.changed(attempts=_pending(job))))
 
     async def _attempt(self, job: Job) -> Job:
         """Send the attempt the job records as pending, its last."""
@@ -191,15 +196,12 @@ class Steps:
         return await self.after_attempt(job, await self._deliverer.deliver(job, number))
 
     async def after_attempt(self, job: Job, attempt: Attempt) -> Job:
-        job = replace(job, attempts=(*job.attempts[:-1], attempt))
-        number = len(job.attempts)
-        # the reason stays the job's (why it Failed, say); an attempt's failure is its own
+        attempts = (*job.attempts[:-1], attempt)
+        number = len(attempts)
         if attempt.ok:
-            job = job.to(JobState.DELIVERED).released(None)
-        elif (due := self._next_attempt(job, attempt)) is not None:
-            job = job.to(JobState.DELIVERING).released(due)
+            job = job.to(JobState.DELIVERED, attempts=attempts, **release(None))
         else:
-            job = job.to(JobState.DEAD, reason=self._dead_reason(job, attempt)).released(None)
+            job = self._after_failure(job.changed(attempts=attempts), attempt)
         job = await self.save(job)
         self._metrics.attempt(_outcome(job, attempt, self._settings))
         log.info("callback delivered" if attempt.ok else "callback attempt failed",
@@ -208,6 +210,13 @@ class Steps:
         if job.due_at is None:
             self._auth.forget(job.id)
         return job
+
+    def _after_failure(self, job: Job, attempt: Attempt) -> Job:
+        """Due again on the retry schedule, or dead. The reason stays the job's (why it
+        Failed, say) until it is dead: an attempt's failure is its own."""
+        if (due := self._next_attempt(job, attempt)) is not None:
+            return job.to(JobState.DELIVERING, **release(due))
+        return job.to(JobState.DEAD, reason=self._dead_reason(job, attempt), **release(None))
 
     def _next_attempt(self, job: Job, attempt: Attempt) -> float | None:
         policy = self._settings.callback.retry
@@ -260,8 +269,9 @@ def _outcome(job: Job, attempt: Attempt, settings: Settings) -> str:
     return "stopped" if delivery_stops(attempt, settings.callback.retry) else "dead"
 
 
-def _with_pending(job: Job) -> Job:
-    return replace(job, attempts=(*job.attempts, Attempt(time.time(), None, None, 0.0)))
+def _pending(job: Job) -> tuple[Attempt, ...]:
+    """The job's attempts and a pending one."""
+    return (*job.attempts, Attempt(time.time(), None, None, 0.0))
 
 
 def _interrupted(pending: Attempt) -> Attempt:

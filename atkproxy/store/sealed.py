@@ -59,7 +59,7 @@ class SealedStore:
 
     async def update(self, job: Job, owner: str | None) -> None:
         # an update never writes the request: do not hand its clear headers to the store
-        await self._inner.update(dataclasses.replace(job, request=None), owner)
+        await self._inner.update(job.changed(request=None), owner)
         if job.due_at is None:  # nothing left to do: the credentials are not needed again
             self._kept.drop(job.id)
 
@@ -100,8 +100,8 @@ class SealedStore:
         await self._inner.close()
 
     def _seal(self, job: Job) -> Job:
-        if job.request is None:
-            return job
+        if job.request is None or not self._protected_of(job.request.headers):
+            return job  # nothing to seal: no copy
         headers: Headers = []
         for name, value in job.request.headers:
             if name.lower() not in self._protected:
@@ -169,4 +169,4 @@ def _cost(headers: Headers) -> int:
 
 def _with_headers(job: Job, headers: Headers) -> Job:
     assert job.request is not None
-    return dataclasses.replace(job, request=dataclasses.replace(job.request, headers=headers))
+    return job.changed(request=dataclasses.replace(job.request, headers=headers))

@@ -86,6 +86,30 @@ async def test_chunked_body_over_the_limit_is_413(
     assert await stored(store) == 0
 
 
+async def body_of(size: int) -> AsyncIterator[bytes]:
+    """A JSON document of `size` bytes, sent chunked (no Content-Length) in two parts."""
+    doc = b'{"a": "' + b"x" * (size - 9) + b'"}'
+    yield doc[: size // 2]
+    yield doc[size // 2 :]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(("size", "status"), [(1024, 202), (1025, 413), (9, 202)])
+async def test_the_body_limit_holds_whether_the_body_came_with_the_head_or_not(
+    proxy: TestClient[Any, Any], store: MemoryStore, chunked: bool, size: int, status: int
+) -> None:
+    """A small body that came whole with the head is taken as it is; others are read."""
+    doc = b'{"a": "' + b"x" * (size - 9) + b'"}'
+    body = body_of(size) if chunked else doc
+    headers = {**ASYNC, "Content-Type": "application/json"}
+    async with proxy.post("/registrations", data=body, headers=headers) as r:
+        assert r.status == status
+        answer = await r.json()
+    if status == 202:
+        assert answer["a"] == "x" * (size - 9)
+    assert await stored(store) == (status == 202)
+
+
 async def test_async_headers_are_not_forwarded_and_id_is_injected(
     proxy: TestClient[Any, Any], echo: Echo, receiver: Receiver
 ) -> None:

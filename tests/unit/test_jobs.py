@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import replace
+import uuid
+from dataclasses import FrozenInstanceError, fields, replace
 
 import pytest
 
 from atkproxy.jobs import (
+    AtkStatus,
     Attempt,
     Job,
     JobState,
     TransitionError,
     UpstreamRequest,
     UpstreamResult,
+    new_instance_id,
     new_job_id,
 )
 
@@ -104,3 +107,48 @@ def test_job_ids_are_32_hex_digits_that_grow_with_time_and_do_not_repeat() -> No
     assert len(set(ids)) == len(ids)
     assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)  # the time, in ms
     assert ids[0][:12] <= f"{time.time_ns() // 1_000_000:012x}"
+
+
+CHANGES = {  # a value of each field's type that differs from job()'s
+    "id": "job-2", "instance_id": "k2", "method": "PUT", "path_qs": "/other",
+    "request": None, "callback_url": "http://h/cb", "route": "/orders", "replay_safe": True,
+    "path_params": {"a": "b"}, "state": S.DEAD, "created_at": 5.0, "updated_at": 6.0,
+    "result": UpstreamResult(200, [], b"ok"), "upstream_status": 200, "upstream_error": "e",
+    "status": AtkStatus.COMPLETED, "reason": "r", "attempts": (Attempt(1.0, 200, None, 0.1),),
+    "delivery_base": 1, "tries": 2, "due_at": 7.0, "lease_owner": "w", "lease_until": 8.0,
+    "idempotency": "i", "fingerprint": "f", "reply": b"{}", "owner": "o", "trace": "t",
+}  # fmt: skip
+
+
+def test_the_changes_table_names_every_field() -> None:
+    assert set(CHANGES) == {f.name for f in fields(Job)}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_changed_is_replace_and_leaves_the_original_alone(name: str) -> None:
+    original = job()
+    before = replace(original)
+
+    copy = original.changed(**{name: CHANGES[name]})
+
+    assert copy == replace(original, **{name: CHANGES[name]})
+    assert getattr(copy, name) == CHANGES[name] != getattr(original, name)
+    assert original == before  # a store given the original never sees the change
+
+
+def test_changed_refuses_an_unknown_field_and_stays_frozen() -> None:
+    with pytest.raises(TypeError, match="no field"):
+        job().changed(colour="red")
+    with pytest.raises(FrozenInstanceError):
+        job().changed(tries=1).tries = 2  # type: ignore[misc]
+
+
+def test_instance_ids_are_random_uuid4_text() -> None:
+    ids = [new_instance_id() for _ in range(2000)]
+
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(str(u) == i for u, i in zip(parsed, ids, strict=True))  # the usual text form
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert len(set(ids)) == len(ids)
+    # every hex digit but the version's is random: each shows up in the first position
+    assert {i[0] for i in ids} == set("0123456789abcdef")

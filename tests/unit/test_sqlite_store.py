@@ -106,6 +106,56 @@ async def test_concurrent_writes_share_commits_and_a_duplicate_fails_alone(
     assert 1 <= commits <= 3, f"{commits} commits for 51 writes: no group commit"
 
 
+async def test_writes_that_all_succeed_share_a_transaction_without_savepoints(
+    store: SQLiteStore,
+) -> None:
+    jobs = [make_job(f"job-{n}") for n in range(20)]
+
+    async def add_all() -> None:
+        await asyncio.gather(*(store.add(job) for job in jobs))
+
+    statements = await traced(store, add_all)
+
+    assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
+    assert 1 <= statements.count("COMMIT") <= 3
+
+
+async def test_a_lost_lease_in_a_batch_fails_alone_and_the_rest_is_committed(
+    store: SQLiteStore,
+) -> None:
+    await store.add(make_job("held"))
+    [held] = await store.claim("w1", [JobState.ACCEPTED], NOW, NOW + 30, 1)
+    others = [make_job(f"job-{n}") for n in range(5)]
+
+    outcomes = await asyncio.gather(
+        *(store.add(job) for job in others[:2]),
+        store.update(held.to(JobState.RUNNING), "w2"),  # not its holder
+        *(store.add(job) for job in others[2:]),
+        return_exceptions=True,
+    )
+
+    assert [type(o).__name__ for o in outcomes] == ["Job", "Job", "LeaseLost", "Job", "Job", "Job"]
+    assert [await store.get(job.id) is not None for job in others] == [True] * 5
+    assert (await store.get("held")).state is JobState.ACCEPTED  # type: ignore[union-attr]
+
+
+async def test_a_cancelled_writer_leaves_its_write_and_the_others_alone(
+    store: SQLiteStore,
+) -> None:
+    jobs = [make_job(f"job-{n}") for n in range(3)]
+    writes = [asyncio.create_task(store.add(job)) for job in jobs]
+    await asyncio.sleep(0)  # each has queued its write
+    writes[1].cancel()
+
+    async with asyncio.timeout(5):
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        await store.add(make_job("later"))  # the commits go on
+
+    assert outcomes[0] == jobs[0] and outcomes[2] == jobs[2]
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert [await store.get(job.id) is not None for job in jobs] == [True] * 3  # still made
+
+
 async def test_a_job_that_breaks_another_constraint_is_not_called_a_duplicate(
     store: SQLiteStore,
 ) -> None:
