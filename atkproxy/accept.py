@@ -27,7 +27,7 @@ from .callback_urls import CALLBACK, CallbackUrls, refused_callback
 from .destinations import Policy, Refused
 from .engine import Engine
 from .errors import Rejected
-from .forward import CHUNK, header_pairs, upstream_headers
+from .headers import header_pairs, upstream_headers
 from .jobs import Job, UpstreamRequest, new_instance_id, new_job_id
 from .limits import check_header_size, check_path, check_single_ids, within
 from .ownership import ownership_for
@@ -36,6 +36,7 @@ from .routes import IdNotFound, Resolved, RouteMatch, Router, Target, resolve_id
 from .settings import IdSource, Settings
 from .store import JobStore
 from .tracing import job_trace, trace_fields
+from .upstream import CHUNK
 
 log = structlog.get_logger("atkproxy.accept")
 

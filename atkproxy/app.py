@@ -15,7 +15,7 @@ from .callback import Deliverer, callback_client
 from .connections import LISTEN, GuardedApplication, handler_args, origin_form_only
 from .drain import drain_grace
 from .engine import Engine
-from .forward import Upstream
+from .http1 import Http1Upstream
 from .keys import ACCEPTOR, AUTH, DRAINING, ENGINE, METRICS, SETTINGS, STORE, UPSTREAM
 from .listeners import add_management
 from .metering import counted
@@ -61,7 +61,9 @@ def on_behalf_header(settings: Settings) -> list[str]:
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     up = app[SETTINGS].upstream
     context = tls_context("upstream", up.tls)
-    app[UPSTREAM] = Upstream(up.url, up.timeout, up.connect_timeout, up.max_connections, context)
+    app[UPSTREAM] = Http1Upstream(
+        up.url, up.timeout, up.connect_timeout, up.max_connections, context
+    )
     yield
     await app[UPSTREAM].close()
 

@@ -4,7 +4,7 @@ Clients send the same few callback URLs again and again, and parsing one and che
 destination (destinations.Policy.check_url) costs more than the rest of an accept's header
 checks. The policy's answer for a URL changes only when the policy does: after the start,
 that is when a request comes in on a listener address not seen before (a port 0 listener is
-known late; see resolver.note_listener), and then everything remembered is forgotten. Only
+known late), and then everything remembered is forgotten. Only
 URLs that pass are remembered: a refused one costs its full check every time, and the
 memory is bounded whatever clients send.
 """

@@ -9,14 +9,14 @@ from aiohttp import web
 from .accept import Acceptor
 from .auth import CallbackAuth
 from .engine import Engine
-from .forward import Upstream
+from .http1 import Http1Upstream
 from .metrics import Metrics
 from .settings import Settings
 from .store import JobStore
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", JobStore)
-UPSTREAM = web.AppKey("upstream", Upstream)
+UPSTREAM = web.AppKey("upstream", Http1Upstream)
 AUTH = web.AppKey("auth", CallbackAuth)
 ACCEPTOR = web.AppKey("acceptor", Acceptor)
 ENGINE = web.AppKey("engine", Engine)

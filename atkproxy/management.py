@@ -30,7 +30,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .errors import json_error
-from .forward import hop_filtered
+from .headers import hop_filtered
 from .jobs import REDELIVERABLE, Attempt, Job, JobState
 from .keys import DRAINING, ENGINE, SETTINGS, STORE
 from .metering import metrics_endpoint

@@ -12,9 +12,9 @@ from multidict import CIMultiDict
 
 from .accept import ASYNC_METHODS, requested_mode
 from .errors import Rejected, json_error
-from .forward import Upstream
 from .forwarded import Network
 from .headers import forward_headers, response_headers
+from .http1 import Http1Upstream
 from .keys import ACCEPTOR, METRICS, SETTINGS, UPSTREAM
 from .limits import within
 from .metrics import Metrics
@@ -53,7 +53,7 @@ class PassThrough:
     application and from the server's dispatcher, where `request.app` is not there: it holds
     what it needs. `trusted`: the peers whose forwarding headers are kept (forwarded.py)."""
 
-    upstream: Upstream
+    upstream: Http1Upstream
     trusted: Sequence[Network]
     metrics: Metrics
     body_timeout: float  # a small body is read before the upstream is dialled, within this

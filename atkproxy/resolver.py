@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from aiohttp import web
 from yarl import URL
 
 from .destinations import Policy, url_port
@@ -44,10 +43,3 @@ async def protect_named_endpoints(policy: Policy) -> None:
             continue
         for *_, sockaddr in infos:
             policy.protect(str(sockaddr[0]), port, "the upstream")
-
-
-def note_listener(policy: Policy, request: web.BaseRequest) -> None:
-    """The address a request came in on is the proxy's own (a port 0 listener is known late)."""
-    sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    if isinstance(sockname, tuple) and len(sockname) >= 2:
-        policy.protect(str(sockname[0]), int(sockname[1]), "the proxy")

@@ -24,13 +24,14 @@ import structlog
 
 from .auth import CallbackAuth
 from .callback import Deliverer
-from .forward import Upstream, UpstreamUnavailable, failed_result
+from .http1 import Http1Upstream
 from .jobs import AtkStatus, Attempt, Job, JobState, UpstreamResult, release, result_fields
 from .metrics import Metrics
 from .retry import delivery_stops, first_delivery_at, next_delivery_at, upstream_retry_at
 from .settings import Settings
 from .status import Probe, ask_until_answered, derive
 from .store import JobMissing, JobStore, LeaseLost
+from .upstream import UpstreamUnavailable, failed_result
 
 log = structlog.get_logger("atkproxy.steps")
 
@@ -63,7 +64,7 @@ class Steps:
         self,
         settings: Settings,
         store: JobStore,
-        upstream: Upstream,
+        upstream: Http1Upstream,
         deliverer: Deliverer,
         auth: CallbackAuth,
         worker: Worker,

@@ -1,4 +1,4 @@
-"""Pure request helpers: header hygiene (forward.py), the async opt-in and callback URL
+"""Pure request helpers: header hygiene (headers.py), the async opt-in and callback URL
 checks (accept.py), and what the job API shows (management.py)."""
 
 from __future__ import annotations
@@ -18,16 +18,7 @@ from atkproxy.accept import (
     requested_mode,
 )
 from atkproxy.errors import Rejected
-from atkproxy.forward import (
-    UpstreamError,
-    UpstreamNotReached,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    error_body,
-    failed_result,
-    hop_filtered,
-    upstream_headers,
-)
+from atkproxy.headers import hop_filtered, upstream_headers
 from atkproxy.jobs import (
     AtkStatus,
     Attempt,
@@ -40,6 +31,14 @@ from atkproxy.jobs import (
 from atkproxy.management import job_view, redacted_url
 from atkproxy.routes import Resolved, RouteMatch, Target
 from atkproxy.settings import Route
+from atkproxy.upstream import (
+    UpstreamError,
+    UpstreamNotReached,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_body,
+    failed_result,
+)
 
 
 def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:

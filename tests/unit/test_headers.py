@@ -1,11 +1,10 @@
 """Header hygiene in one walk (headers.py): the cases the multidict wrappers in
-test_forward.py do not reach, and the module split's public names."""
+test_forward.py do not reach."""
 
 from __future__ import annotations
 
 import pytest
 
-import atkproxy.forward
 from atkproxy.headers import forward_headers, response_headers
 from atkproxy.jobs import Headers
 
@@ -48,11 +47,3 @@ def test_response_headers(given: Headers, kept: Headers | None) -> None:
 )
 def test_forward_headers(given: Headers, expected: Headers) -> None:
     assert forward_headers(given, "10.0.0.9", "http", None) == expected
-
-
-def test_forward_keeps_every_name_it_exported() -> None:
-    assert sorted(atkproxy.forward.__all__) == sorted(
-        name
-        for name in vars(atkproxy.forward)
-        if not name.startswith("_") and name != "annotations"
-    )
