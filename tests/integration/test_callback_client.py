@@ -28,7 +28,7 @@ from atkproxy.dial import (
 )
 from atkproxy.http1 import Connection
 from atkproxy.jobs import AtkStatus, Job, JobState, UpstreamRequest, UpstreamResult
-from atkproxy.receivers import SLICE, CallbackClient
+from atkproxy.receivers import SLICE, SMALL_ANSWER, CallbackClient
 from atkproxy.retry import delivery_stops
 from atkproxy.settings import CallbackRetry
 from atkproxy.tls import client_context
@@ -99,6 +99,35 @@ async def test_callbacks_to_one_receiver_share_a_connection(
     for _ in range(3):
         assert await client.post(url, [], b"{}") == (200, None)
     assert len(set(peer.ports)) == 1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "cb.example"])
+async def test_the_host_header_names_the_urls_host_and_port(
+    aiohttp_server: ServerFactory, host: str
+) -> None:
+    hosts: list[str | None] = []
+
+    async def note(request: web.Request) -> web.Response:
+        hosts.append(request.headers.get("Host"))
+        return web.Response(status=204)
+
+    port = await serve(aiohttp_server, Peer(note))
+    lookup = Recorded({"cb.example": ["127.0.0.1"]})
+    async with CallbackClient(5.0, LOOPBACK, lookup=lookup) as client:
+        assert await client.post(URL(f"http://{host}:{port}/cb"), [], b"{}") == (204, None)
+    assert hosts == [f"{host}:{port}"]
+
+
+async def test_an_origin_used_within_idle_seconds_keeps_its_connection(
+    aiohttp_server: ServerFactory,
+) -> None:
+    peer = Peer()
+    url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
+    async with CallbackClient(5.0, LOOPBACK, idle=0.4) as client:
+        await client.post(url, [], b"x")
+        await asyncio.sleep(0.15)  # past a sweep (every idle / 4), not past `idle`
+        await client.post(url, [], b"x")
+    assert len(peer.ports) == 2 and len(set(peer.ports)) == 1
 
 
 async def test_pools_are_bounded_by_origin_count(aiohttp_server: ServerFactory) -> None:
@@ -199,6 +228,53 @@ async def test_a_small_framed_answer_body_keeps_the_connection(
     assert await client.post(url, [], b"{}") == (503, "7")
     assert await client.post(url, [], b"{}") == (503, "7")
     assert len(set(peer.ports)) == 1
+
+
+@pytest.mark.parametrize(("size", "connections"), [(SMALL_ANSWER, 1), (SMALL_ANSWER + 1, 2)])
+async def test_an_answer_body_up_to_the_small_size_keeps_the_connection(
+    aiohttp_server: ServerFactory, client: CallbackClient, size: int, connections: int
+) -> None:
+    async def in_two_writes(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        response.content_length = size
+        await response.prepare(request)
+        await response.write(b"x")
+        await asyncio.sleep(0.05)  # not with the head: the client decides to read it or not
+        await response.write(b"x" * (size - 1))
+        await response.write_eof()
+        return response
+
+    peer = Peer(in_two_writes)
+    url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
+    for _ in range(2):
+        assert await client.post(url, [], b"{}") == (200, None)
+    assert len(set(peer.ports)) == connections
+
+
+@pytest.mark.parametrize("rest", ["cut", "stalled"])
+async def test_a_status_received_stands_whatever_becomes_of_the_small_body(rest: str) -> None:
+    """The receiver answered: its body cut short, or not there by the attempt's end, is no
+    failure of the callback (which would be sent again); that connection is not reused."""
+    ended = asyncio.Event()
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcde")
+        await writer.drain()
+        if rest == "stalled":
+            await ended.wait()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb")
+    async with server, CallbackClient(0.3, LOOPBACK) as client:
+        assert await client.post(url, [], b"{}") == (200, None)
+        assert await client.post(url, [], b"{}") == (200, None)
+        ended.set()
+    assert connections == 2
 
 
 # --- time and failures -------------------------------------------------------------------
@@ -469,6 +545,49 @@ async def test_a_kept_connection_closed_by_the_receiver_is_replaced_once() -> No
             assert await client.post(url, [], b"{}") == (200, None)
     finally:
         server.close()
+    assert seen == [1, 1, 2]
+
+
+@asynccontextmanager
+async def closing_after(answered: dict[int, int]) -> AsyncIterator[tuple[URL, list[int]]]:
+    """A receiver whose n-th connection answers `answered[n]` requests (all if not listed),
+    then closes on the next one unanswered; yields its URL and the connection of each request."""
+    seen: list[int] = []
+    accepted = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        number, count = accepted, 0
+        while await read_request(reader):
+            seen.append(number)
+            if count == answered.get(number, -1):
+                break
+            count += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb"), seen
+
+
+async def test_a_kept_connection_closed_is_replaced_by_a_new_one_not_another_kept_one() -> None:
+    async with closing_after({1: 1, 2: 1}) as (url, seen), callback_client(5.0, LOOPBACK) as c:
+        # two kept connections, both closed by the receiver when next used
+        assert await asyncio.gather(c.post(url, [], b"{}"), c.post(url, [], b"{}")) == [
+            (200, None),
+            (200, None),
+        ]
+        assert await c.post(url, [], b"{}") == (200, None)
+    assert sorted(seen[:2]) == [1, 2] and seen[3:] == [3]
+
+
+async def test_a_replacement_closed_unanswered_too_is_a_disconnection() -> None:
+    async with closing_after({1: 1, 2: 0}) as (url, seen), callback_client(5.0, LOOPBACK) as c:
+        assert await c.post(url, [], b"{}") == (200, None)
+        with pytest.raises(ServerDisconnectedError):
+            await c.post(url, [], b"{}")
     assert seen == [1, 1, 2]
 
 
