@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -116,6 +117,35 @@ async def test_the_host_header_names_the_urls_host_and_port(
     async with CallbackClient(5.0, LOOPBACK, lookup=lookup) as client:
         assert await client.post(URL(f"http://{host}:{port}/cb"), [], b"{}") == (204, None)
     assert hosts == [f"{host}:{port}"]
+
+
+async def test_an_origin_busy_with_a_callback_keeps_its_pool_when_room_is_made(
+    aiohttp_server: ServerFactory,
+) -> None:
+    gates = [asyncio.Event(), asyncio.Event()]
+    arrived: list[int] = []
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.append(len(arrived))
+        await gates[arrived[-1]].wait()
+        return web.Response(status=204)
+
+    busy = URL(f"http://127.0.0.1:{await serve(aiohttp_server, Peer(held))}/cb")
+    other = URL(f"http://127.0.0.1:{await serve(aiohttp_server, Peer())}/cb")
+    async with CallbackClient(5.0, LOOPBACK, max_origins=1) as client:
+        first = asyncio.create_task(client.post(busy, [], b"x"))
+        second = asyncio.create_task(client.post(busy, [], b"x"))
+        deadline = time.monotonic() + 5.0
+        while len(arrived) < 2:  # both callbacks at the receiver
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        gates[0].set()
+        assert await first == (204, None)  # one callback still under way to that origin
+
+        assert await client.post(other, [], b"x") == (200, None)
+        gates[1].set()
+        assert await second == (204, None)
+        assert client.origins == 2  # over the bound rather than cut a callback short
 
 
 async def test_an_origin_used_within_idle_seconds_keeps_its_connection(
@@ -306,6 +336,49 @@ async def test_a_receiver_that_never_answers_is_a_timeout(silent: int) -> None:
         None,
         "callback failed: no answer within callback.timeout",
     )
+
+
+@pytest.mark.parametrize("slow", ["head", "body"])
+async def test_a_receiver_that_trickles_is_bounded_by_the_timeout_as_a_whole(slow: str) -> None:
+    """Each byte comes well within the timeout (the connection's own bound, from one byte to
+    the next), and still the attempt ends when its time is up."""
+    first = b"HTTP/1.1 200 OK\r\n" + (b"Content-Length: 1000\r\n\r\n" if slow == "body" else b"")
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(first)
+        with contextlib.suppress(ConnectionError):
+            while not writer.is_closing():
+                await asyncio.sleep(0.05)  # a slow receiver, a byte at a time
+                writer.write(b"x" if slow == "body" else b"X-Slow: 1\r\n")
+                await writer.drain()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb")
+    async with server, CallbackClient(0.3, LOOPBACK) as client:
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            if slow == "head":
+                with pytest.raises(TimeoutError):
+                    await client.post(url, [], b"{}")
+            else:  # the status came: it stands, and the body is given up at the end
+                assert await client.post(url, [], b"{}") == (200, None)
+        assert time.monotonic() - started < 2.0
+
+
+async def test_a_resolver_that_never_answers_is_a_timeout() -> None:
+    """Dialling has no bound of its own: the attempt's bound covers the lookup and connect."""
+
+    async def never(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()
+        return []
+
+    async with CallbackClient(0.3, LOOPBACK, lookup=never) as client:
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            with pytest.raises(TimeoutError):
+                await client.post(URL("http://cb.example:9/cb"), [], b"{}")
+        assert time.monotonic() - started < 2.0
 
 
 async def test_a_receiver_that_closes_without_answering(aiohttp_server: ServerFactory) -> None:
