@@ -148,6 +148,17 @@ async def test_an_origin_busy_with_a_callback_keeps_its_pool_when_room_is_made(
         assert client.origins == 2  # over the bound rather than cut a callback short
 
 
+async def test_an_origin_unused_for_idle_seconds_is_closed_at_the_next_use_after(
+    aiohttp_server: ServerFactory,
+) -> None:
+    urls = [URL(f"http://127.0.0.1:{await serve(aiohttp_server, Peer())}/cb") for _ in range(2)]
+    async with CallbackClient(5.0, LOOPBACK, idle=0.2) as client:
+        await client.post(urls[0], [], b"x")
+        await asyncio.sleep(0.3)  # past `idle`: the next use closes it, whatever it is for
+        await client.post(urls[1], [], b"x")
+        assert client.origins == 1
+
+
 async def test_an_origin_used_within_idle_seconds_keeps_its_connection(
     aiohttp_server: ServerFactory,
 ) -> None:
