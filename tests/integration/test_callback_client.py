@@ -164,9 +164,9 @@ async def test_an_origin_used_within_idle_seconds_keeps_its_connection(
 ) -> None:
     peer = Peer()
     url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
-    async with CallbackClient(5.0, LOOPBACK, idle=0.4) as client:
+    async with CallbackClient(5.0, LOOPBACK, idle=1.2) as client:
         await client.post(url, [], b"x")
-        await asyncio.sleep(0.15)  # past a sweep (every idle / 4), not past `idle`
+        await asyncio.sleep(0.4)  # past a sweep (every idle / 4), well short of `idle`
         await client.post(url, [], b"x")
     assert len(peer.ports) == 2 and len(set(peer.ports)) == 1
 
