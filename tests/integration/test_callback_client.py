@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +21,15 @@ from atkproxy.callback import Deliverer, callback_client
 from atkproxy.destinations import Policy
 from atkproxy.dial import (
     ClientConnectorCertificateError,
+    ClientConnectorDNSError,
+    ClientConnectorError,
     DestinationRefused,
     ServerDisconnectedError,
+    system_lookup,
 )
 from atkproxy.http1 import Connection
 from atkproxy.jobs import AtkStatus, Job, JobState, UpstreamRequest, UpstreamResult
-from atkproxy.receivers import SLICE, CallbackClient
+from atkproxy.receivers import SLICE, SMALL_ANSWER, CallbackClient
 from atkproxy.retry import delivery_stops
 from atkproxy.settings import CallbackRetry
 from atkproxy.tls import client_context
@@ -95,6 +100,75 @@ async def test_callbacks_to_one_receiver_share_a_connection(
     for _ in range(3):
         assert await client.post(url, [], b"{}") == (200, None)
     assert len(set(peer.ports)) == 1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "cb.example"])
+async def test_the_host_header_names_the_urls_host_and_port(
+    aiohttp_server: ServerFactory, host: str
+) -> None:
+    hosts: list[str | None] = []
+
+    async def note(request: web.Request) -> web.Response:
+        hosts.append(request.headers.get("Host"))
+        return web.Response(status=204)
+
+    port = await serve(aiohttp_server, Peer(note))
+    lookup = Recorded({"cb.example": ["127.0.0.1"]})
+    async with CallbackClient(5.0, LOOPBACK, lookup=lookup) as client:
+        assert await client.post(URL(f"http://{host}:{port}/cb"), [], b"{}") == (204, None)
+    assert hosts == [f"{host}:{port}"]
+
+
+async def test_an_origin_busy_with_a_callback_keeps_its_pool_when_room_is_made(
+    aiohttp_server: ServerFactory,
+) -> None:
+    gates = [asyncio.Event(), asyncio.Event()]
+    arrived: list[int] = []
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.append(len(arrived))
+        await gates[arrived[-1]].wait()
+        return web.Response(status=204)
+
+    busy = URL(f"http://127.0.0.1:{await serve(aiohttp_server, Peer(held))}/cb")
+    other = URL(f"http://127.0.0.1:{await serve(aiohttp_server, Peer())}/cb")
+    async with CallbackClient(5.0, LOOPBACK, max_origins=1) as client:
+        first = asyncio.create_task(client.post(busy, [], b"x"))
+        second = asyncio.create_task(client.post(busy, [], b"x"))
+        deadline = time.monotonic() + 5.0
+        while len(arrived) < 2:  # both callbacks at the receiver
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        gates[0].set()
+        assert await first == (204, None)  # one callback still under way to that origin
+
+        assert await client.post(other, [], b"x") == (200, None)
+        gates[1].set()
+        assert await second == (204, None)
+        assert client.origins == 2  # over the bound rather than cut a callback short
+
+
+async def test_an_origin_unused_for_idle_seconds_is_closed_at_the_next_use_after(
+    aiohttp_server: ServerFactory,
+) -> None:
+    urls = [URL(f"http://127.0.0.1:{await serve(aiohttp_server, Peer())}/cb") for _ in range(2)]
+    async with CallbackClient(5.0, LOOPBACK, idle=0.2) as client:
+        await client.post(urls[0], [], b"x")
+        await asyncio.sleep(0.3)  # past `idle`: the next use closes it, whatever it is for
+        await client.post(urls[1], [], b"x")
+        assert client.origins == 1
+
+
+async def test_an_origin_used_within_idle_seconds_keeps_its_connection(
+    aiohttp_server: ServerFactory,
+) -> None:
+    peer = Peer()
+    url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
+    async with CallbackClient(5.0, LOOPBACK, idle=1.2) as client:
+        await client.post(url, [], b"x")
+        await asyncio.sleep(0.4)  # past a sweep (every idle / 4), well short of `idle`
+        await client.post(url, [], b"x")
+    assert len(peer.ports) == 2 and len(set(peer.ports)) == 1
 
 
 async def test_pools_are_bounded_by_origin_count(aiohttp_server: ServerFactory) -> None:
@@ -197,6 +271,53 @@ async def test_a_small_framed_answer_body_keeps_the_connection(
     assert len(set(peer.ports)) == 1
 
 
+@pytest.mark.parametrize(("size", "connections"), [(SMALL_ANSWER, 1), (SMALL_ANSWER + 1, 2)])
+async def test_an_answer_body_up_to_the_small_size_keeps_the_connection(
+    aiohttp_server: ServerFactory, client: CallbackClient, size: int, connections: int
+) -> None:
+    async def in_two_writes(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        response.content_length = size
+        await response.prepare(request)
+        await response.write(b"x")
+        await asyncio.sleep(0.05)  # not with the head: the client decides to read it or not
+        await response.write(b"x" * (size - 1))
+        await response.write_eof()
+        return response
+
+    peer = Peer(in_two_writes)
+    url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
+    for _ in range(2):
+        assert await client.post(url, [], b"{}") == (200, None)
+    assert len(set(peer.ports)) == connections
+
+
+@pytest.mark.parametrize("rest", ["cut", "stalled"])
+async def test_a_status_received_stands_whatever_becomes_of_the_small_body(rest: str) -> None:
+    """The receiver answered: its body cut short, or not there by the attempt's end, is no
+    failure of the callback (which would be sent again); that connection is not reused."""
+    ended = asyncio.Event()
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcde")
+        await writer.drain()
+        if rest == "stalled":
+            await ended.wait()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb")
+    async with server, CallbackClient(0.3, LOOPBACK) as client:
+        assert await client.post(url, [], b"{}") == (200, None)
+        assert await client.post(url, [], b"{}") == (200, None)
+        ended.set()
+    assert connections == 2
+
+
 # --- time and failures -------------------------------------------------------------------
 
 
@@ -226,6 +347,49 @@ async def test_a_receiver_that_never_answers_is_a_timeout(silent: int) -> None:
         None,
         "callback failed: no answer within callback.timeout",
     )
+
+
+@pytest.mark.parametrize("slow", ["head", "body"])
+async def test_a_receiver_that_trickles_is_bounded_by_the_timeout_as_a_whole(slow: str) -> None:
+    """Each byte comes well within the timeout (the connection's own bound, from one byte to
+    the next), and still the attempt ends when its time is up."""
+    first = b"HTTP/1.1 200 OK\r\n" + (b"Content-Length: 1000\r\n\r\n" if slow == "body" else b"")
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(first)
+        with contextlib.suppress(ConnectionError):
+            while not writer.is_closing():
+                await asyncio.sleep(0.05)  # a slow receiver, a byte at a time
+                writer.write(b"x" if slow == "body" else b"X-Slow: 1\r\n")
+                await writer.drain()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb")
+    async with server, CallbackClient(0.3, LOOPBACK) as client:
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            if slow == "head":
+                with pytest.raises(TimeoutError):
+                    await client.post(url, [], b"{}")
+            else:  # the status came: it stands, and the body is given up at the end
+                assert await client.post(url, [], b"{}") == (200, None)
+        assert time.monotonic() - started < 2.0
+
+
+async def test_a_resolver_that_never_answers_is_a_timeout() -> None:
+    """Dialling has no bound of its own: the attempt's bound covers the lookup and connect."""
+
+    async def never(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()
+        return []
+
+    async with CallbackClient(0.3, LOOPBACK, lookup=never) as client:
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            with pytest.raises(TimeoutError):
+                await client.post(URL("http://cb.example:9/cb"), [], b"{}")
+        assert time.monotonic() - started < 2.0
 
 
 async def test_a_receiver_that_closes_without_answering(aiohttp_server: ServerFactory) -> None:
@@ -297,6 +461,131 @@ async def test_the_host_is_checked_when_dialled(
             await client.post(URL(f"http://{host}:{silent}/cb"), [], b"{}")
 
 
+class Recorded:
+    """A resolver that notes what it was asked and answers from a table (else nothing)."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.asked: list[tuple[str, int]] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        return self.table.get(host, [])
+
+
+@asynccontextmanager
+async def answering_on(host: str) -> AsyncIterator[int]:
+    """A receiver listening on `host` only that answers every request 200."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(answer, host, 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (it did a moment ago)."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port: int = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    return port
+
+
+async def test_a_name_is_resolved_with_its_port_and_its_addresses_dialled_in_turn() -> None:
+    # 127.0.0.3 refuses the connection; the receiver listens on 127.0.0.2 only
+    lookup = Recorded({"cb.example": ["127.0.0.3", "127.0.0.2"]})
+    async with (
+        answering_on("127.0.0.2") as port,
+        CallbackClient(5.0, Policy.from_lists(["127.0.0.0/8"], []), lookup=lookup) as client,
+    ):
+        assert await client.post(URL(f"http://cb.example:{port}/cb"), [], b"{}") == (200, None)
+    assert lookup.asked == [("cb.example", port)]
+
+
+async def test_a_literal_address_is_dialled_without_a_lookup() -> None:
+    lookup = Recorded({})
+    async with (
+        answering_on("127.0.0.2") as port,
+        CallbackClient(5.0, Policy.from_lists(["127.0.0.0/8"], []), lookup=lookup) as client,
+    ):
+        assert await client.post(URL(f"http://127.0.0.2:{port}/cb"), [], b"{}") == (200, None)
+    assert lookup.asked == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "cb.example"])
+async def test_the_upstreams_own_address_and_port_are_refused_when_dialled(
+    aiohttp_server: ServerFactory, host: str
+) -> None:
+    peer = Peer()
+    port = await serve(aiohttp_server, peer)
+    policy = Policy.from_lists(["127.0.0.0/8"], [])
+    policy.protect("127.0.0.1", port, "the upstream")
+    lookup = Recorded({"cb.example": ["127.0.0.1"]})
+    async with CallbackClient(5.0, policy, lookup=lookup) as client:
+        with pytest.raises(DestinationRefused, match="the upstream's own address"):
+            await client.post(URL(f"http://{host}:{port}/cb"), [], b"{}")
+    assert peer.ports == []
+
+
+async def test_a_name_that_resolves_to_no_address_is_refused() -> None:
+    async with CallbackClient(5.0, LOOPBACK, lookup=Recorded({})) as client:
+        with pytest.raises(DestinationRefused) as caught:
+            await client.post(URL("http://cb.example:9/cb"), [], b"{}")
+    assert str(caught.value) == "destination refused: the name resolved to no address"
+
+
+async def test_a_scoped_address_is_checked_and_recorded_without_its_zone() -> None:
+    async with CallbackClient(5.0, Policy(), lookup=Recorded({"cb.example": ["fe80::1%lo"]})) as c:
+        with pytest.raises(DestinationRefused) as caught:
+            await c.post(URL("http://cb.example:9/cb"), [], b"{}")
+    assert str(caught.value) == "destination refused: link-local address fe80::1"
+
+
+async def test_the_system_resolver_gives_each_address_once() -> None:
+    assert await system_lookup("127.0.0.2", 80) == ["127.0.0.2"]
+    addresses = await system_lookup("localhost", 80)  # ::1 as well on some systems
+    assert "127.0.0.1" in addresses and len(set(addresses)) == len(addresses)
+
+
+async def test_a_name_that_does_not_resolve_is_recorded_without_the_name() -> None:
+    async with CallbackClient(5.0, LOOPBACK) as client:
+        with pytest.raises(ClientConnectorDNSError) as caught:
+            await client.post(URL("http://no-such-receiver.invalid:9/cb"), [], b"{}")
+    assert str(caught.value) == "the name did not resolve"
+
+
+async def test_no_address_taking_the_connection_is_recorded_with_the_systems_reason() -> None:
+    port = await closed_port()
+    lookup = Recorded({"cb.example": ["127.0.0.1"]})
+    async with CallbackClient(5.0, LOOPBACK, lookup=lookup) as client:
+        deliverer = Deliverer(client, NoAuth())
+        attempt = await deliverer.deliver(make_job(f"http://cb.example:{port}/cb?t=s3cr3t"), 1)
+    assert attempt.status is None
+    assert attempt.error == (
+        f"callback failed: ClientConnectorError: Connect call failed ('127.0.0.1', {port})"
+    )
+
+
+async def test_a_tls_failure_other_than_the_certificate_is_recorded_by_its_reason() -> None:
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)  # a TLS hello, answered in plain HTTP
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(plain, "127.0.0.1", 0)
+    async with server, CallbackClient(5.0, LOOPBACK) as client:
+        url = URL(f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb")
+        with pytest.raises(ClientConnectorError) as caught:
+            await client.post(url, [], b"{}")
+    assert str(caught.value) == "WRONG_VERSION_NUMBER"
+
+
 async def test_https_is_checked_against_the_host_name_not_the_address(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
@@ -312,7 +601,7 @@ async def test_https_is_checked_against_the_host_name_not_the_address(
         assert (await client.post(URL(f"https://127.0.0.1:{server.port}/cb"), [], b"{}"))[0] == 200
         with pytest.raises(ClientConnectorCertificateError) as caught:
             await client.post(URL(f"https://cb.example:{server.port}/cb"), [], b"{}")
-    assert "cb.example" not in str(caught.value)
+    assert str(caught.value) == "Hostname mismatch, certificate is not valid for the host."
     assert len(peer.ports) == 1
 
 
@@ -340,6 +629,47 @@ async def test_a_kept_connection_closed_by_the_receiver_is_replaced_once() -> No
             assert await client.post(url, [], b"{}") == (200, None)
     finally:
         server.close()
+    assert seen == [1, 1, 2]
+
+
+@asynccontextmanager
+async def closing_after(answered: dict[int, int]) -> AsyncIterator[tuple[URL, list[int]]]:
+    """A receiver whose n-th connection answers `answered[n]` requests (all if not listed),
+    then closes on the next one unanswered; yields its URL and the connection of each request."""
+    seen: list[int] = []
+    accepted = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        number, count = accepted, 0
+        while await read_request(reader):
+            seen.append(number)
+            if count == answered.get(number, -1):
+                break
+            count += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/cb"), seen
+
+
+async def test_a_kept_connection_closed_is_replaced_by_a_new_one_not_another_kept_one() -> None:
+    async with closing_after({1: 1, 2: 1}) as (url, seen), callback_client(5.0, LOOPBACK) as c:
+        # two kept connections, both closed by the receiver when next used
+        both = await asyncio.gather(c.post(url, [], b"{}"), c.post(url, [], b"{}"))
+        assert list(both) == [(200, None), (200, None)]
+        assert await c.post(url, [], b"{}") == (200, None)
+    assert sorted(seen[:2]) == [1, 2] and seen[3:] == [3]
+
+
+async def test_a_replacement_closed_unanswered_too_is_a_disconnection() -> None:
+    async with closing_after({1: 1, 2: 0}) as (url, seen), callback_client(5.0, LOOPBACK) as c:
+        assert await c.post(url, [], b"{}") == (200, None)
+        with pytest.raises(ServerDisconnectedError):
+            await c.post(url, [], b"{}")
     assert seen == [1, 1, 2]
 
 

@@ -157,6 +157,61 @@ async def test_a_waiter_cancelled_just_as_it_is_granted_gives_it_back() -> None:
     assert budget.held == 0 and budget.waiting == 0
 
 
+async def test_a_waiter_cancelled_behind_another_leaves_the_queue() -> None:
+    budget = Budget(100)
+    first = await budget.reserve(60)
+    head = reserving(budget, 50)
+    behind = reserving(budget, 50)
+    await turn()
+
+    behind.cancel()
+    await turn()
+
+    assert behind.cancelled() and budget.waiting == 1
+    first.release()
+    await turn()
+    assert head.done() and budget.held == 50 and budget.waiting == 0
+
+
+async def test_a_waiter_cancelled_then_dropped_by_a_release_ends_cancelled() -> None:
+    # the release sees the cancelled waiter first and drops it before its task runs
+    budget = Budget(100)
+    first = await budget.reserve(60)
+    task = reserving(budget, 50)
+    behind = reserving(budget, 20)
+    await turn()
+
+    task.cancel()
+    first.release()
+    await turn()
+
+    assert task.cancelled()  # not an error from its own clean-up
+    assert behind.done() and budget.held == 20 and budget.waiting == 0
+
+
+@pytest.mark.parametrize(
+    ("sizes", "held"),
+    [([40], 40), ([60], 60), ([80], 60), ([40, 50], 40), ([40, 10], 10), ([0], 0)],
+)
+def test_shrinking_keeps_at_most_what_was_taken(sizes: list[int], held: int) -> None:
+    budget = Budget(100)
+    reservation = budget.take(60)
+    for size in sizes:
+        reservation.shrink_to(size)
+
+    assert budget.held == reservation.size == held
+
+
+def test_a_released_reservation_shrinks_no_more() -> None:
+    budget = Budget(100)
+    reservation = budget.take(60)
+    reservation.release()
+    reservation.shrink_to(10)
+    reservation.extend(10)
+
+    assert budget.held == 0
+
+
 async def test_what_comes_without_a_length_is_counted_without_waiting() -> None:
     budget = Budget(100)
     await budget.reserve(90)
@@ -207,6 +262,23 @@ async def test_a_job_task_releases_its_answers_when_it_ends() -> None:
         assert budget.held == 65
     assert budget.held == 0
     assert await reserve_answer(1) is NOTHING
+
+
+async def test_a_job_task_waits_for_its_first_answer_to_fit() -> None:
+    budget = Budget(100)
+    other = await budget.reserve(80)
+
+    async def job() -> int:
+        with holding_answers(budget):
+            return (await reserve_answer(50)).size
+
+    task = asyncio.create_task(job())
+    await turn()
+    assert not task.done() and budget.held == 80
+
+    other.release()
+    assert await task == 50
+    assert budget.held == 0
 
 
 async def test_a_job_holding_an_answer_never_waits_for_another() -> None:
@@ -260,6 +332,24 @@ async def test_an_answer_without_a_length_is_counted_as_it_grows() -> None:
         assert seen == [0, 100, 200]  # no wait although over the limit: counted as it came
         assert budget.held == 250
     assert budget.held == 0
+
+
+async def test_an_answer_without_a_length_never_waits_behind_others() -> None:
+    # "counted as it arrives, without waiting": not even behind an answer that waits
+    budget = Budget(100)
+    other = await budget.reserve(80)
+    waiter = reserving(budget, 50)
+    await turn()
+    data = bytes(30)
+
+    task = asyncio.create_task(read_in_job(budget, MemoryAnswer([], pieces(data, 10))))
+    await turn()
+
+    assert task.done() and task.result() == data
+    assert not waiter.done() and budget.held == 80
+    other.release()
+    await turn()
+    assert waiter.done()
 
 
 async def test_an_answer_shorter_than_its_length_keeps_only_what_came() -> None:
