@@ -7,10 +7,13 @@ field of one line instead of many plain lines. `console` renders for a person at
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
-from typing import Any
+from typing import Any, BinaryIO, cast
 
+import orjson
 import structlog
 from aiohttp import web, web_response
 from aiohttp.abc import AbstractAccessLogger
@@ -54,6 +57,8 @@ def configure_logging(settings: Logging) -> None:
             renderer,
         ],
     )
+    global _access
+    _access = access_line_logger(renders_json(settings), level)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     handler.addFilter(quote_no_bad_request)
@@ -84,20 +89,84 @@ def hide_server_version() -> None:
     web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
 
 
-access_log = structlog.get_logger("atkproxy.access")
+ACCESS = "atkproxy.access"
+_access: Any = structlog.get_logger(ACCESS)
+
+
+def access_line_logger(json: bool, level: int, out: BinaryIO | None = None) -> Any:
+    """The access line's logger. In JSON (production) a chain of its own to stdout's bytes,
+    with orjson and one write per turn of the event loop: no stdlib record and no second
+    formatting pass. On every proxied request that matters: the line cost 70 µs of CPU
+    through the shared chain, 20 µs this way (benchmarks/RESULTS.md). The line has the same
+    fields: level, logger, timestamp; only the lines of one turn may reach stdout after a
+    line another logger wrote in that turn (their timestamps say the order)."""
+    if not json:
+        return structlog.get_logger(ACCESS)
+    return structlog.wrap_logger(
+        structlog.BytesLogger(cast(BinaryIO, LineBuffer(out or sys.stdout.buffer))),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        context_class=dict,
+        cache_logger_on_first_use=True,
+    ).bind(logger=ACCESS)
+
+
+class LineBuffer:
+    """stdout's bytes for the access lines: the lines of one turn of the event loop go out
+    in one write at the start of the next (one system call for many requests under load,
+    and a line is never later than that turn). Outside a running loop, and at exit, what
+    is held is written at once."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._lines: list[bytes] = []
+        self._due = False
+        atexit.register(self.drain)
+
+    def write(self, line: bytes) -> None:
+        self._lines.append(line)
+
+    def flush(self) -> None:  # BytesLogger flushes after every line
+        if self._due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.drain()
+            return
+        self._due = True
+        loop.call_soon(self.drain)
+
+    def drain(self) -> None:
+        self._due = False
+        if self._lines:
+            data = b"".join(self._lines)
+            self._lines.clear()
+            self._out.write(data)
+            self._out.flush()
 
 
 class AccessLogger(AbstractAccessLogger):
     """One line per request: what was asked and answered, never headers, query or body."""
 
+    @property
+    def enabled(self) -> bool:
+        """Whether aiohttp should call `log` at all (not below the configured level)."""
+        return bool(self.logger.isEnabledFor(logging.INFO))
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        access_log.info(
+        job = response.headers.get("X-ATK-Job")
+        _access.info(
             "request",
             method=request.method,
             path=request.path,
             status=response.status,
             duration=round(time, 6),
             bytes=response.body_length,
-            mode="async" if "X-ATK-Job" in response.headers else "sync",
-            job=response.headers.get("X-ATK-Job"),
+            mode="sync" if job is None else "async",
+            job=job,
         )
