@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 
 import structlog
 from aiohttp import web
@@ -67,8 +68,10 @@ class PassThrough:
         pairs = request.headers.items()
         host, trusted = request.host, self.trusted
         headers = forward_headers(pairs, request.remote, request.scheme, host, trusted)
+        body = request_body(request)
         try:
-            body = await within(self.body_timeout, "request body", request_body(request))
+            if body is ...:  # a small body still coming: read first, within the time allowed
+                body = await within(self.body_timeout, "request body", request.read())
         except Rejected as exc:  # a slow client: it holds no upstream connection meanwhile
             log.warning("request rejected", status=exc.status, reason=exc.message,
                         method=request.method, path=request.path)  # fmt: skip
@@ -99,17 +102,19 @@ def upstream_failed(request: web.Request, exc: UpstreamError) -> web.Response:
     return json_error(exc.status, str(exc))
 
 
-async def request_body(request: web.Request) -> Body:
-    """A small body of known length in memory (it goes upstream in one write, and a slow one
-    holds no upstream connection while it comes), else a stream."""
+def request_body(request: web.Request) -> Body | EllipsisType:
+    """What goes upstream as the body, when nothing needs waiting for: none, a stream (a
+    large body, or one of unknown length), or a small body that came in with the head (the
+    usual case; it goes upstream in one write). `...` for a small body still coming: it is
+    read first, so that a slow one holds no upstream connection while it comes."""
     if not request.body_exists:
         return None
     length = request.content_length
     if length is None or length > CHUNK:
         return request.content.iter_chunked(CHUNK)
-    if request.content.is_eof():  # the usual case: it came in with the head
+    if request.content.is_eof():
         return request.content.read_nowait()
-    return await request.read()
+    return ...
 
 
 async def relay(request: web.Request, answer: Answer) -> web.StreamResponse:
