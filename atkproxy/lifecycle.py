@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -63,6 +64,15 @@ class InFlight:
         return self.count
 
 
+def settle_heap() -> None:
+    """Put what the start made (modules, settings, the application) out of the garbage
+    collector's sight: it lives as long as the process, and every full collection walked all
+    of it, in pauses that were the pass-through's p99 (halved with this, see
+    benchmarks/RESULTS.md). Objects made later are collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(settings: Settings) -> None:
     """Serve until a stop signal, then shut down as the module docstring says."""
     stopped = stop_signal()  # first: a SIGTERM during the start is a stop, not a kill
@@ -79,6 +89,7 @@ async def serve(settings: Settings) -> None:
     )
     try:
         await runner.setup()
+        settle_heap()
         await web.TCPSite(runner, settings.listen.host, settings.listen.port).start()
         log.info("listening", addresses=[f"{a[0]}:{a[1]}" for a in runner.addresses])
         received = await stopped
