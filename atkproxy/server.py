@@ -56,7 +56,9 @@ class Dispatcher:
         headers = request.headers
         if not request.raw_path.startswith("/") or EXPECT in headers:
             return None
-        if request.path.startswith(self._prefix):
+        raw = request.raw_path
+        # the prefix is matched decoded; a target without an escape is its own decoding
+        if (request.path if "%" in raw else raw).startswith(self._prefix):
             return None
         if MODE not in headers and PREFER not in headers:
             return SYNC  # the usual request: nothing to parse
