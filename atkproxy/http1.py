@@ -541,6 +541,18 @@ class Http1Upstream:
         head, length = request_head(method, self._prefix + path_qs, self._host, headers, body)
         return _Exchange(self, method, head, body, length)
 
+    async def exchange(
+        self, method: str, path_qs: str, headers: Pairs, body: Body
+    ) -> tuple[Connection, Answer]:
+        """`stream` without the context manager, for the pass-through path, where its two
+        coroutines per request are measurable: the caller hands the connection back with
+        `release` once it has read the answer (or given up on it)."""
+        head, length = request_head(method, self._prefix + path_qs, self._host, headers, body)
+        return await self._exchange(method, head, body, length)
+
+    def release(self, conn: Connection) -> None:
+        self._pool.release(conn)
+
     async def _exchange(
         self, method: str, head: bytes, body: Body, length: int | None
     ) -> tuple[Connection, Answer]:

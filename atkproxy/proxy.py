@@ -78,14 +78,21 @@ class PassThrough:
             response = json_error(exc.status, exc.message)
             response.force_close()  # the rest of its body is not waited for
             return response
+        started = time.perf_counter()
+        upstream = self.upstream
         try:
-            started = time.perf_counter()
-            method, target = request.method, request.raw_path
-            async with self.upstream.stream(method, target, headers, body) as answer:
-                self.metrics.upstream_answered(started)  # its headers: the latency
-                return await relay(request, answer)
+            conn, answer = await upstream.exchange(request.method, request.raw_path, headers, body)
         except UpstreamError as exc:
             return upstream_failed(request, exc)
+        try:
+            self.metrics.upstream_answered(started)  # its headers: the latency
+            if answer.complete and answer.status not in NO_BODY and request.method != "HEAD":
+                return whole(answer)  # all of it has arrived: head and body in one write
+            return await relay(request, answer)
+        except UpstreamError as exc:
+            return upstream_failed(request, exc)
+        finally:
+            upstream.release(conn)
 
 
 def upstream_failed(request: web.Request, exc: UpstreamError) -> web.Response:
@@ -117,14 +124,17 @@ def request_body(request: web.Request) -> Body | EllipsisType:
     return ...
 
 
+def whole(answer: Answer) -> web.Response:
+    """An answer that has all arrived, to go to the client in one write."""
+    headers = response_headers(answer.pairs)
+    return web.Response(
+        status=answer.status, reason=answer.reason, headers=headers, body=answer.ready_body()
+    )
+
+
 async def relay(request: web.Request, answer: Answer) -> web.StreamResponse:
     """Stream the upstream's answer to the client; past its start, a failure cuts the line."""
     headers = response_headers(answer.pairs)
-    if answer.complete and answer.status not in NO_BODY and request.method != "HEAD":
-        # all of it has arrived: head and body leave in one write
-        return web.Response(
-            status=answer.status, reason=answer.reason, headers=headers, body=answer.ready_body()
-        )
     response = web.StreamResponse(
         status=answer.status, reason=answer.reason, headers=CIMultiDict(headers)
     )
