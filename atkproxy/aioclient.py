@@ -11,16 +11,15 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .headers import Pairs, response_headers
+from .headers import Pairs
 from .jobs import Headers, UpstreamRequest, UpstreamResult
 from .upstream import (
     Body,
-    UpstreamError,
     UpstreamNotReached,
     UpstreamTimeout,
     UpstreamUnavailable,
-    failed_result,
-    read_limited,
+    buffered_call,
+    status_of,
 )
 
 
@@ -102,22 +101,11 @@ class AiohttpUpstream:
 
     async def call(self, request: UpstreamRequest, max_answer: int) -> UpstreamResult:
         """Perform a job's request; failures come back as a result with an error."""
-        try:
-            async with self.stream(
-                request.method, request.path_qs, request.headers, request.body
-            ) as r:
-                body = await read_limited(r, max_answer)
-                return UpstreamResult(r.status, response_headers(r.headers.items()), body)
-        except UpstreamError as exc:
-            return failed_result(exc)
+        return await buffered_call(self, request, max_answer)
 
     async def get_status(self, path: str, headers: Headers) -> int | None:
         """Status of a GET (status probes); None when the upstream gives no answer."""
-        try:
-            async with self.stream("GET", path, headers, None) as response:
-                return response.status
-        except UpstreamError:
-            return None
+        return await status_of(self, path, headers)
 
     async def close(self) -> None:
         await self._session.close()

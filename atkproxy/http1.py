@@ -28,7 +28,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .headers import Pairs, response_headers
+from .headers import Pairs
 from .jobs import Headers, UpstreamRequest, UpstreamResult
 from .upstream import (
     Body,
@@ -36,8 +36,8 @@ from .upstream import (
     UpstreamNotReached,
     UpstreamTimeout,
     UpstreamUnavailable,
-    failed_result,
-    read_limited,
+    buffered_call,
+    status_of,
 )
 
 # Requests that carry no body unless given one (aiohttp's list): the others get Content-Length: 0
@@ -584,22 +584,11 @@ class Http1Upstream:
 
     async def call(self, request: UpstreamRequest, max_answer: int) -> UpstreamResult:
         """Perform a job's request; failures come back as a result with an error."""
-        try:
-            async with self.stream(
-                request.method, request.path_qs, request.headers, request.body
-            ) as r:
-                body = await read_limited(r, max_answer)
-                return UpstreamResult(r.status, response_headers(r.pairs), body)
-        except UpstreamError as exc:
-            return failed_result(exc)
+        return await buffered_call(self, request, max_answer)
 
     async def get_status(self, path: str, headers: Headers) -> int | None:
         """Status of a GET (status probes); None when the upstream gives no answer."""
-        try:
-            async with self.stream("GET", path, headers, None) as response:
-                return response.status
-        except UpstreamError:
-            return None
+        return await status_of(self, path, headers)
 
     async def close(self) -> None:
         self._pool.close()

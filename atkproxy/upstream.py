@@ -16,12 +16,14 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from multidict import CIMultiDictProxy
 
 from .budget import Reservation, reserve_answer
-from .jobs import Headers, UpstreamResult
+from .headers import response_headers
+from .jobs import Headers, UpstreamRequest, UpstreamResult
 
 CHUNK = 64 * 1024
 
@@ -145,3 +147,34 @@ async def _read_into_one_buffer(
         body.truncate(filled)
         reservation.shrink_to(filled)
     return body.getvalue()
+
+
+class Streaming(Protocol):
+    """An upstream client: http1.Http1Upstream, or aioclient.AiohttpUpstream (the reference)."""
+
+    def stream(
+        self, method: str, path_qs: str, headers: Headers, body: Body
+    ) -> AbstractAsyncContextManager[Answer]: ...
+
+
+async def buffered_call(
+    client: Streaming, request: UpstreamRequest, max_answer: int
+) -> UpstreamResult:
+    """Perform a job's request; failures come back as a result with an error."""
+    try:
+        async with client.stream(
+            request.method, request.path_qs, request.headers, request.body
+        ) as answer:
+            body = await read_limited(answer, max_answer)
+            return UpstreamResult(answer.status, response_headers(answer.pairs), body)
+    except UpstreamError as exc:
+        return failed_result(exc)
+
+
+async def status_of(client: Streaming, path: str, headers: Headers) -> int | None:
+    """Status of a GET (status probes); None when the upstream gives no answer."""
+    try:
+        async with client.stream("GET", path, headers, None) as answer:
+            return answer.status
+    except UpstreamError:
+        return None
