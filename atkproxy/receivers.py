@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import cast
@@ -62,8 +63,10 @@ class CallbackClient:
         max_origins: int = MAX_ORIGINS,
         idle: float = IDLE,
         lookup: Lookup = system_lookup,
+        clock: Callable[[], float] = time.monotonic,  # for idle origins; tests move it
     ) -> None:
         self._timeout = timeout
+        self._clock = clock
         self._policy = policy
         self._ssl = ssl_context
         self._per_origin = per_origin
@@ -89,7 +92,7 @@ class CallbackClient:
         (nothing within `timeout`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        receiver = self._receiver(url, loop.time())
+        receiver = self._receiver(url, self._clock())
         receiver.busy += 1
         try:
             async with asyncio.timeout_at(deadline):
@@ -100,7 +103,7 @@ class CallbackClient:
             return status, retry_after
         finally:
             receiver.busy -= 1
-            receiver.used = loop.time()
+            receiver.used = self._clock()
 
     def _receiver(self, url: URL, now: float) -> _Receiver:
         origin = (url.scheme, (url.raw_host or "").lower(), url_port(url))

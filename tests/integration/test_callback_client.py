@@ -148,13 +148,27 @@ async def test_an_origin_busy_with_a_callback_keeps_its_pool_when_room_is_made(
         assert client.origins == 2  # over the bound rather than cut a callback short
 
 
+class Clock:
+    """The client's clock for idle origins, moved by the test instead of waited for."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_an_origin_unused_for_idle_seconds_is_closed_at_the_next_use_after(
     aiohttp_server: ServerFactory,
 ) -> None:
     urls = [URL(f"http://127.0.0.1:{await serve(aiohttp_server, Peer())}/cb") for _ in range(2)]
-    async with CallbackClient(5.0, LOOPBACK, idle=0.2) as client:
+    clock = Clock()
+    async with CallbackClient(5.0, LOOPBACK, idle=60.0, clock=clock) as client:
         await client.post(urls[0], [], b"x")
-        await asyncio.sleep(0.3)  # past `idle`: the next use closes it, whatever it is for
+        clock.now += 59.0
+        await client.post(urls[1], [], b"x")
+        assert client.origins == 2  # short of `idle`: both kept
+        clock.now += 60.0  # past `idle` for both: the next use closes them, whatever it is for
         await client.post(urls[1], [], b"x")
         assert client.origins == 1
 
@@ -164,9 +178,10 @@ async def test_an_origin_used_within_idle_seconds_keeps_its_connection(
 ) -> None:
     peer = Peer()
     url = URL(f"http://127.0.0.1:{await serve(aiohttp_server, peer)}/cb")
-    async with CallbackClient(5.0, LOOPBACK, idle=1.2) as client:
+    clock = Clock()
+    async with CallbackClient(5.0, LOOPBACK, idle=60.0, clock=clock) as client:
         await client.post(url, [], b"x")
-        await asyncio.sleep(0.4)  # past a sweep (every idle / 4), well short of `idle`
+        clock.now += 59.0  # past a sweep (every idle / 4), short of `idle`
         await client.post(url, [], b"x")
     assert len(peer.ports) == 2 and len(set(peer.ports)) == 1
 
