@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from atkproxy.app import create_app
@@ -216,3 +217,24 @@ async def test_a_slow_small_body_is_408_and_never_reaches_the_upstream(
     assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower()
     assert json.loads(body)["error"] == "request body not received within listen.body_timeout"
     assert echo.seen == []
+
+
+async def test_pass_through_hands_its_upstream_connection_back_for_the_next_request(
+    aiohttp_server: ServerFactory, make_proxy: ProxyFactory
+) -> None:
+    """One pooled connection serves request after request (none is kept by the one before)."""
+
+    async def peer_port(request: web.Request) -> web.Response:
+        return web.json_response(request.transport.get_extra_info("peername")[1])
+
+    app = web.Application()
+    app.router.add_get("/port", peer_port)
+    upstream = await start_app(aiohttp_server, app)
+    config = {"upstream": {"max_connections": 1, "timeout": 2}}
+    proxy = await make_proxy(upstream, config, automatiko=False)
+    ports = []
+    for _ in range(5):
+        async with proxy.get("/port") as r:
+            assert r.status == 200
+            ports.append(await r.json())
+    assert len(set(ports)) == 1
