@@ -93,8 +93,6 @@ class Policy:
     endpoints: list[Endpoint] = field(default_factory=list)
     # host names that are the upstream's (or the proxy's), with their port
     protected_names: set[tuple[str, int]] = field(default_factory=set)
-    # what protect() was given: the listener is noted on every async request (resolver.py)
-    _given: set[tuple[str, int, str]] = field(default_factory=set, repr=False)
 
     @classmethod
     def from_lists(cls, allow: Sequence[str], deny: Sequence[str]) -> Policy:
@@ -102,9 +100,6 @@ class Policy:
 
     def protect(self, host: str, port: int, what: str) -> None:
         """Refuse `host:port` whatever is allowed; a wildcard host means every local address."""
-        if (host, port, what) in self._given:
-            return
-        self._given.add((host, port, what))
         try:
             address = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
