@@ -136,10 +136,14 @@ with warnings.catch_warnings():
         """An Application whose connections are GuardedHandlers, limited by app[LISTEN]."""
 
         def _make_handler(
-            self, *, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any
+            self,
+            *,
+            loop: asyncio.AbstractEventLoop | None = None,
+            server_class: type[GuardedServer] = GuardedServer,
+            **kwargs: Any,
         ) -> web.Server:
             plain = super()._make_handler(loop=loop, **kwargs)
-            server = GuardedServer(
+            server = server_class(
                 plain.request_handler,
                 request_factory=plain.request_factory,
                 handler_cancellation=plain.handler_cancellation,

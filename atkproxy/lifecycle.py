@@ -11,7 +11,6 @@ the store, which is what `terminationGracePeriodSeconds` must exceed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
@@ -21,47 +20,13 @@ from aiohttp import web
 
 from .app import create_app
 from .drain import drain_grace
+from .inflight import InFlight
 from .keys import DRAINING, SHUTDOWN_DEADLINE
 from .observability import AccessLogger
-from .server import ProxyRunner, RequestHandler
+from .server import ProxyRunner
 from .settings import Settings
 
 log = structlog.get_logger("atkproxy")
-
-
-class InFlight:
-    """Counts the requests being handled, so the shutdown can wait for them with a deadline.
-
-    aiohttp's own wait would take up to twice its timeout (it waits, cancels, then waits
-    again for handlers that do not notice the cancellation), which breaks the stated bound.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def track(self, handler: RequestHandler) -> RequestHandler:
-        """`handler`, counted: every request the server hands to it, pass-through included."""
-
-        async def counted(request: web.BaseRequest) -> web.StreamResponse:
-            self.count += 1
-            self.idle.clear()
-            try:
-                return await handler(request)
-            finally:
-                self.count -= 1
-                if self.count == 0:
-                    self.idle.set()
-
-        return counted
-
-    async def wait(self, timeout: float) -> int:  # noqa: ASYNC109
-        """The number of requests still being handled after at most `timeout` seconds."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self.idle.wait()
-        return self.count
 
 
 def settle_heap() -> None:
@@ -82,7 +47,7 @@ async def serve(settings: Settings) -> None:
     # handlers are waited for below; the few that outlive the deadline are cancelled at once
     runner = ProxyRunner(
         app,
-        wrap=in_flight.track,
+        in_flight=in_flight,
         access_log_class=AccessLogger,
         access_log=access,
         shutdown_timeout=0.1,

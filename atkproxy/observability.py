@@ -156,17 +156,28 @@ class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         """Whether aiohttp should call `log` at all (not below the configured level)."""
-        return bool(self.logger.isEnabledFor(logging.INFO))
+        return self.enabled_for(self.logger)
+
+    @staticmethod
+    def enabled_for(logger: logging.Logger) -> bool:
+        return bool(logger.isEnabledFor(logging.INFO))
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         job = response.headers.get("X-ATK-Job")
-        _access.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            duration=round(time, 6),
-            bytes=response.body_length,
-            mode="sync" if job is None else "async",
-            job=job,
-        )
+        access_line(request.method, request.path, response.status, time, response.body_length, job)
+
+
+def access_line(
+    method: str, path: str, status: int, duration: float, size: int, job: str | None
+) -> None:
+    """The access line of one request (`job`: the job its answer names, if any)."""
+    _access.info(
+        "request",
+        method=method,
+        path=path,
+        status=status,
+        duration=round(duration, 6),
+        bytes=size,
+        mode="sync" if job is None else "async",
+        job=job,
+    )

@@ -12,19 +12,20 @@ answers and the request counts (atkproxy_requests_total) that the routed one giv
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
 
 from .accept import ASYNC_METHODS, MODE, SYNC, Mode, requested_mode
 from .errors import Rejected
+from .front import FrontDoor, FrontServer
+from .inflight import InFlight, RequestHandler
 from .keys import ACCEPTOR, SETTINGS
+from .observability import AccessLogger
 from .proxy import PassThrough, rejected
 
 EXPECT = "Expect"
 PREFER = "Prefer"
-RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 class Dispatcher:
@@ -33,8 +34,8 @@ class Dispatcher:
 
     def __init__(self, app: web.Application, routed: RequestHandler) -> None:
         self._routed = routed
-        self._prefix = app[SETTINGS].management.prefix
-        self._pass = PassThrough.of(app)
+        self.prefix = app[SETTINGS].management.prefix
+        self.passing = self._pass = PassThrough.of(app)
         self._acceptor = app[ACCEPTOR]  # set by the startup, which has run
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -58,7 +59,7 @@ class Dispatcher:
             return None
         raw = request.raw_path
         # the prefix is matched decoded; a target without an escape is its own decoding
-        if (request.path if "%" in raw else raw).startswith(self._prefix):
+        if (request.path if "%" in raw else raw).startswith(self.prefix):
             return None
         if MODE not in headers and PREFER not in headers:
             return SYNC  # the usual request: nothing to parse
@@ -87,22 +88,22 @@ class Dispatcher:
 
 
 class ProxyRunner(web.AppRunner):
-    """An AppRunner whose server dispatches with `Dispatcher`; `wrap` (if given) wraps the
-    dispatcher, so that it sees every request, pass-through included (the shutdown's count
-    of requests in flight)."""
+    """An AppRunner whose connections start on front.Front (plain pass-through served on
+    atkproxy's own protocol) and whose aiohttp server dispatches with `Dispatcher`.
+    `in_flight` (if given) counts every request of both, for the shutdown's wait."""
 
     def __init__(
-        self,
-        app: web.Application,
-        *,
-        wrap: Callable[[RequestHandler], RequestHandler] | None = None,
-        **kwargs: Any,
+        self, app: web.Application, *, in_flight: InFlight | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(app, **kwargs)
-        self._wrap = wrap
+        super().__init__(app, server_class=FrontServer, **kwargs)
+        self._in_flight = in_flight or InFlight()
+        self._access = kwargs.get("access_log") is not None
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # runs the application's startup first
-        handler: RequestHandler = Dispatcher(self.app, server.request_handler)
-        server.request_handler = self._wrap(handler) if self._wrap else handler
+        dispatcher = Dispatcher(self.app, server.request_handler)
+        server.request_handler = self._in_flight.track(dispatcher)
+        access = self._access and AccessLogger.enabled_for(self._kwargs["access_log"])
+        door = FrontDoor(dispatcher.passing, dispatcher.prefix, self._in_flight, access)
+        cast(FrontServer, server).door = door
         return server

@@ -307,9 +307,14 @@ def e2e(args: argparse.Namespace) -> list[str]:
         threads.subtract(threads0)
         rss = (mem_mib(pid, "VmRSS"), mem_mib(pid, "VmHWM"))
         accepted, received = jobs - before_jobs, calls - before_calls
-        profile = ["CPU by thread over the window, µs per job: " + ", ".join(
-            f"{name} {1e6 * sec / max(1, calls - before_calls):,.0f}"
-            for name, sec in threads.most_common() if sec > 0)]
+        profile = [
+            "CPU by thread over the window, µs per job: "
+            + ", ".join(
+                f"{name} {1e6 * sec / max(1, calls - before_calls):,.0f}"
+                for name, sec in threads.most_common()
+                if sec > 0
+            )
+        ]
         if args.pyspy:
             procs.pids["pyspy"].wait(args.duration + args.profile_tail + 60)
             profile += top_frames(work / "async.folded")
@@ -512,8 +517,10 @@ def main() -> None:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"Run {when} at commit {commit}, {os.cpu_count()} CPUs, "
-          f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}")
+    print(
+        f"Run {when} at commit {commit}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}"
+    )
     print()
     print("\n".join(scenario(args)))
 

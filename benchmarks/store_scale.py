@@ -114,8 +114,10 @@ async def _measure(
     for first in range(0, samples, 64):
         await asyncio.gather(*(store.add(job) for job in adds[first : first + 64]))
     out["add rate /s (64 at a time)"] = f"{samples / (time.perf_counter() - began):.0f}"
-    lat = [await timed(store.add(sample_job(new_job_id(), time.time(), body_size, False)))
-           for _ in range(200)]
+    lat = [
+        await timed(store.add(sample_job(new_job_id(), time.time(), body_size, False)))
+        for _ in range(200)
+    ]
     out["add one at a time p50/p99 ms"] = (
         f"{statistics.median(lat):.3f} / {statistics.quantiles(lat, n=100)[98]:.3f}"
     )
@@ -164,8 +166,10 @@ def main() -> None:
         os.sync()  # the fill's writeback would otherwise slow the fsyncs measured next
         full = asyncio.run(measure(where / "full.db", ids, args.body_size, args.samples))
         size = sum(p.stat().st_size for p in where.glob("full.db*")) / 1e6
-    print(f"SQLite {sqlite3.sqlite_version}; {args.jobs} jobs ({BACKLOG} still to run),"
-          f" {args.body_size}-byte bodies; filled in {filled:.0f} s, {size:.0f} MB")
+    print(
+        f"SQLite {sqlite3.sqlite_version}; {args.jobs} jobs ({BACKLOG} still to run),"
+        f" {args.body_size}-byte bodies; filled in {filled:.0f} s, {size:.0f} MB"
+    )
     print(f"{'':32} {'empty':>20} {'full':>20}")
     for name in full:
         print(f"{name:32} {empty.get(name, '-'):>20} {full[name]:>20}")

@@ -71,9 +71,7 @@ def test_a_mounted_config_is_used(
     config = tmp_path / "config.yaml"
     config.write_text("listen:\n  port: 9090\nstore:\n  url: sqlite:///from-the-file.db\n")
     config.chmod(0o644)
-    name = start(
-        image, store_dir, containers, "--volume", f"{config}:/etc/atkproxy/config.yaml:ro"
-    )
+    name = start(image, store_dir, containers, "--volume", f"{config}:/etc/atkproxy/config.yaml:ro")
     poll(lambda: ready(f"http://{ip_of(name)}:9090/_atk/ready"), "the proxy on port 9090")
     assert (store_dir / "from-the-file.db").is_file()  # no ENV in the image overrode the file
     status, headers, _ = call("GET", f"http://{ip_of(name)}:9090/_atk/health")

@@ -115,4 +115,3 @@ def url_of(server: TestServer) -> str:
 
 async def start_app(aiohttp_server: ServerFactory, app: web.Application) -> str:
     return url_of(await aiohttp_server(app))
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from aiohttp import web
@@ -177,3 +177,11 @@ async def idle(client: TestClient[Any, Any], deadline: float = 10.0) -> None:
 
 async def stored(store: MemoryStore) -> int:
     return sum((await store.counts()).values())
+
+
+async def until(check: Callable[[], bool], deadline: float = 10.0) -> None:
+    """Poll `check()` until it is true, failing after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < end, "condition not met in time"
+        await asyncio.sleep(0.01)

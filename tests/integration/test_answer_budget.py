@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,7 +20,7 @@ from atkproxy.engine import Engine
 from atkproxy.keys import ENGINE
 
 from .conftest import ProxyFactory, ServerFactory, start_app
-from .support import ASYNC, idle, wait_job
+from .support import ASYNC, idle, until, wait_job
 
 Client = TestClient[Any, Any]
 SIZE = 1024 * 1024 + 3  # an answer; the budget holds one
@@ -77,13 +76,6 @@ class HoldingReceiver:
             return web.Response(status=503)
         await self.release.wait()
         return web.Response(status=204)
-
-
-async def until(check: Callable[[], bool], deadline: float = 10.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        assert time.monotonic() < end, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def submit_all(proxy: Client, names: list[str], callback: str) -> dict[str, str]:

@@ -14,13 +14,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from atkproxy.app import create_app
+from atkproxy.inflight import InFlight
 from atkproxy.jobs import Job
-from atkproxy.lifecycle import InFlight
-from atkproxy.server import ProxyRunner, RequestHandler
+from atkproxy.server import ProxyRunner
 from atkproxy.store.memory import MemoryStore
 
 from .conftest import ClientFactory, ProxyTestServer, ServerFactory, proxy_settings, start_app
-from .support import ASYNC, Echo, FailingStore
+from .support import ASYNC, Echo, FailingStore, until
 from .test_metrics import scrape
 
 
@@ -162,18 +162,9 @@ async def test_an_async_request_on_the_direct_path_is_in_flight(
     is one of them."""
     upstream = await start_app(aiohttp_server, Echo().app)
     app = create_app(proxy_settings(upstream, automatiko=False))
-    in_flight, arrived = InFlight(), asyncio.Event()
+    in_flight = InFlight()
 
-    def wrap(handler: RequestHandler) -> RequestHandler:
-        counted = in_flight.track(handler)
-
-        async def seen(request: web.BaseRequest) -> web.StreamResponse:
-            arrived.set()
-            return await counted(request)  # counted before this yields
-
-        return seen
-
-    runner = ProxyRunner(app, wrap=wrap)
+    runner = ProxyRunner(app, in_flight=in_flight)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -190,9 +181,8 @@ async def test_an_async_request_on_the_direct_path_is_in_flight(
             headers = {**ASYNC, "Content-Type": JSON}
             post = session.post(f"http://{host}:{port}/orders", data=body(), headers=headers)
             sending = asyncio.create_task(post.__aenter__())
-            async with asyncio.timeout(5):
-                await arrived.wait()
-            assert in_flight.count == 1 and not in_flight.idle.is_set()
+            await until(lambda: in_flight.count == 1)  # counted once its head has arrived
+            assert not in_flight.idle.is_set()
             more.set()
             response = await sending
             assert response.status == 202

@@ -503,9 +503,7 @@ async def test_purge_then_compact_shrinks_the_file(store: SQLiteStore, path: Pat
     assert raw(path, "SELECT count(*) FROM results") == [(0,)]
 
 
-async def test_the_wal_is_copied_back_while_the_store_runs(
-    store: SQLiteStore, path: Path
-) -> None:
+async def test_the_wal_is_copied_back_while_the_store_runs(store: SQLiteStore, path: Path) -> None:
     # a few hundred pages: fewer than SQLite's own checkpoint in a commit waits for
     empty = file_size(path, wal=False)
     for n in range(70):
@@ -704,9 +702,7 @@ def unlock(path: Path) -> None:
 
 
 @pytest.mark.parametrize("lock", ["file", "directory", "directory-without-file"])
-async def test_a_read_only_store_is_refused_at_start_with_one_line(
-    path: Path, lock: str
-) -> None:
+async def test_a_read_only_store_is_refused_at_start_with_one_line(path: Path, lock: str) -> None:
     await (await open_store(f"sqlite:///{path}")).close()
     lock_up(path, lock)
     try:
