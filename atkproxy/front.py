@@ -124,7 +124,10 @@ class Front(asyncio.Protocol):
         self._last = self._loop.time()
         self._limit = server.listen.header_timeout  # idle limit: keepalive_timeout after a request
         self._watch: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None  # answers the requests, in turn
+        self._pending: tuple[_Request, str] | None = None  # the next request and its target
+        self._wake: asyncio.Future[None] | None = None  # the worker waits on it between requests
+        self._ended = False  # closed, or handed over: the worker stops
 
     # -- the connection
 
@@ -156,6 +159,7 @@ class Front(asyncio.Protocol):
             self._watch.cancel()
         self._server.connection_lost(cast(RequestHandler, self), exc)
         self._wake_writer()
+        self._end()
 
     def pause_writing(self) -> None:
         self._drained = self._loop.create_future()
@@ -175,11 +179,11 @@ class Front(asyncio.Protocol):
 
     async def shutdown(self, timeout: float | None) -> None:  # noqa: ASYNC109
         self.close()
-        if self._task is not None and not self._task.done():
+        if self._worker is not None and not self._worker.done():
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 async with asyncio.timeout(timeout):
-                    await asyncio.shield(self._task)
-            self._task.cancel()
+                    await asyncio.shield(self._worker)
+            self._worker.cancel()
         if self._transport is not None:
             self._transport.close()
 
@@ -231,7 +235,11 @@ class Front(asyncio.Protocol):
             self._hand_over(data)
             return
         self._busy = True
-        self._task = self._loop.create_task(self._answer(self._request, target))
+        self._pending = (self._request, target)
+        if self._worker is None:
+            self._worker = self._loop.create_task(self._work())
+        elif self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     def _servable(self) -> str | None:
         """The request's target when this read held one whole plain pass-through request."""
@@ -253,6 +261,7 @@ class Front(asyncio.Protocol):
         if self._watch is not None:
             self._watch.cancel()
         self._server.connection_lost(cast(RequestHandler, self), None)
+        self._end()
         handler = self._server.handler()
         transport.set_protocol(handler)
         handler.connection_made(transport)
@@ -260,6 +269,24 @@ class Front(asyncio.Protocol):
             handler.data_received(data)
 
     # -- answering
+
+    async def _work(self) -> None:
+        """Answer the connection's requests in turn: one task per connection, where one per
+        request cost 4 µs."""
+        while not self._ended:
+            if self._pending is None:
+                self._wake = self._loop.create_future()
+                await self._wake  # the next request, or the end
+                continue
+            request, target = self._pending
+            self._pending = None
+            await self._answer(request, target)
+
+    def _end(self) -> None:
+        """No more requests here: the worker stops."""
+        self._ended = True
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def _answer(self, request: _Request, target: str) -> None:
         """Answer one request, then go on with the connection."""
@@ -344,13 +371,12 @@ class Front(asyncio.Protocol):
                         method=request.method, path=_path(target))  # fmt: skip
         body = error_body(exc.status, str(exc))
         keep = request.keep and not self._closing
-        pairs = [("Content-Type", _JSON)]
-        self._write(_status_line(exc.status, None) + _lines(pairs, keep, len(body)) + body)
+        self._write(_error_head(exc.status, keep, len(body)) + body)
         return exc.status, len(body)
 
     def _done(self, keep: bool) -> None:
         """After an answer: the next request, or the end of the connection."""
-        self._busy, self._task = False, None
+        self._busy = False
         self._last, self._limit = self._loop.time(), self._server.listen.keepalive_timeout
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -392,7 +418,7 @@ class Front(asyncio.Protocol):
             self._watch = self._loop.call_later(wait, self._idle_check)
             return
         self._watch = None
-        if self._task is None and self._limit == self._server.listen.header_timeout:
+        if self._worker is None:  # no request came
             log.info("connection closed: no complete request header within listen.header_timeout")
         if self._transport is not None:
             self._transport.close()
@@ -402,49 +428,54 @@ def _path(target: str) -> str:
     return target.partition("?")[0]
 
 
-def _status_line(status: int, reason: str | None) -> bytes:
+def _status_line(status: int, reason: str | None) -> str:
     if reason is None:
         with contextlib.suppress(ValueError):
             reason = HTTPStatus(status).phrase
-    return f"HTTP/1.1 {status} {reason or ''}\r\n".encode("utf-8", "surrogateescape")
+    return f"HTTP/1.1 {status} {reason or ''}\r\n"
 
 
 def _head(answer: Answer, keep: bool, length: int | None, *, empty: bool = False) -> bytes:
-    """The answer's status line and headers as aiohttp writes them. `length`: the body's
-    Content-Length, None for a chunked one; `empty`: an answer without a body (to a HEAD, or
-    1xx, 204, 304), whose headers go as they are but for a Content-Length beside 1xx, 204
-    or 304."""
-    pairs = response_headers(answer.pairs)
-    if empty:
-        if answer.status in NO_BODY or answer.status < 200:
-            pairs = _without_length(pairs)
-        return _status_line(answer.status, answer.reason) + _lines(pairs, keep)
-    pairs = _without_length(pairs)  # the length stated is the one of what is sent
-    if length != 0 and not _has(pairs, "content-type"):
-        pairs.append(("Content-Type", "application/octet-stream"))
-    return _status_line(answer.status, answer.reason) + _lines(pairs, keep, length, length is None)
+    """The answer's status line and headers as aiohttp writes them, in one walk over the
+    upstream's. `length`: the body's Content-Length, None for a chunked one; `empty`: an
+    answer without a body (to a HEAD, or 1xx, 204, 304), whose headers go as they are but
+    for a Content-Length beside 1xx, 204 or 304."""
+    status = answer.status
+    keep_length = empty and status not in NO_BODY and status >= 200  # a HEAD's
+    lines = [_status_line(status, answer.reason)]
+    typed = dated = named = False
+    for name, value in response_headers(answer.pairs):
+        lower = name.lower()
+        if lower == "content-length":
+            if not keep_length:
+                continue  # the length stated is the one of what is sent
+        elif lower == "content-type":
+            typed = True
+        elif lower == "date":
+            dated = True
+        elif lower == "server":
+            named = True
+        lines.append(f"{name}: {value}\r\n")
+    if not empty:
+        if length != 0 and not typed:
+            lines.append("Content-Type: application/octet-stream\r\n")
+        framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
+        lines.append(framing + "\r\n")
+    return _end(lines, keep, dated, named)
 
 
-def _lines(pairs: Headers, keep: bool, length: int | None = None, chunked: bool = False) -> bytes:
-    lines = [f"{name}: {value}\r\n" for name, value in pairs]
-    if length is not None:
-        lines.append(f"Content-Length: {length}\r\n")
-    elif chunked:
-        lines.append("Transfer-Encoding: chunked\r\n")
-    if not _has(pairs, "date"):
+def _error_head(status: int, keep: bool, length: int) -> bytes:
+    lines = [_status_line(status, None), f"Content-Type: {_JSON}\r\n"]
+    lines.append(f"Content-Length: {length}\r\n")
+    return _end(lines, keep, False, False)
+
+
+def _end(lines: list[str], keep: bool, dated: bool, named: bool) -> bytes:
+    """The headers aiohttp adds (Date, Server, Connection: close), the blank line, bytes."""
+    if not dated:
         lines.append(f"Date: {rfc822_formatted_time()}\r\n")
-    if not _has(pairs, "server"):
+    if not named:
         lines.append(f"Server: {web_response.SERVER_SOFTWARE}\r\n")  # type: ignore[attr-defined]
-    if not keep:
-        lines.append("Connection: close\r\n")
-    lines.append("\r\n")
+    lines.append("\r\n" if keep else "Connection: close\r\n\r\n")
     # the upstream's header lines came through httptools, which refuses a line break in them
     return "".join(lines).encode("utf-8", "surrogateescape")
-
-
-def _without_length(pairs: Headers) -> Headers:
-    return [(name, value) for name, value in pairs if name.lower() != "content-length"]
-
-
-def _has(pairs: Headers, lower: str) -> bool:
-    return any(name.lower() == lower for name, _ in pairs)

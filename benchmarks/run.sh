@@ -445,6 +445,7 @@ if [[ -n ${BENCH_PYSPY:-} ]]; then
   for scenario in "${LIST[@]}"; do
     case $scenario in
       *-atk) target_pid=${PID[atkproxy]} ;;
+      *-atkdef) target_pid=${PID[atkdef]} ;;
       *-atkbase) target_pid=${PID[atkbase]} ;;
       *) continue ;;
     esac

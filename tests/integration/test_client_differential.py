@@ -585,6 +585,26 @@ async def test_slow_answer_times_out(upstream_url: str, pair_of: PairOf) -> None
                 pass
 
 
+async def trickles(head: bytes, _: int, w: asyncio.StreamWriter) -> bool:
+    """Six parts 0.1 s apart: each within a 0.25 s timeout, the whole beyond it."""
+    w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+    for part in b"slowly":
+        await asyncio.sleep(0.1)  # the upstream's pace: what the test is about
+        w.write(bytes([part]))
+        await w.drain()
+    return True
+
+
+async def test_the_timeout_bounds_each_wait_not_the_whole_answer() -> None:
+    async with raw_server(trickles) as (url, _):
+        ours = Http1Upstream(url, 0.25, 2.0, 1)
+        try:
+            result = await ours.call(UpstreamRequest("GET", "/", [], b""), 100)
+            assert (result.status, result.body, result.error) == (200, b"slowly", None)
+        finally:
+            await ours.close()
+
+
 async def test_answer_too_large_and_an_unsent_head(upstream_url: str) -> None:
     ours = Http1Upstream(upstream_url, 5.0, 5.0, 2)
     try:
