@@ -17,6 +17,8 @@ from typing import Any
 import httptools
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from atkproxy.front import Front
@@ -191,7 +193,21 @@ async def test_the_front_answers_as_aiohttps_path_does(
     extra: str,
     body: bytes,
 ) -> None:
+    await both_ways(front, raw_upstream, method, target, extra, body)
+
+
+async def both_ways(
+    front: TestClient[Any, Any],
+    raw_upstream: RawUpstream,
+    method: str,
+    target: str,
+    extra: str,
+    body: bytes,
+) -> None:
+    """The request alone (the front answers), then twice in one write on a fresh connection
+    (aiohttp's protocol answers): the same answers, and the upstream got the same requests."""
     data, head_only = request(method, target, extra, body), method == "HEAD"
+    seen = len(raw_upstream.seen)
     reader, writer = await connect(front)
     writer.write(data)
     alone = await read_reply(reader, head_only)
@@ -212,10 +228,45 @@ async def test_the_front_answers_as_aiohttps_path_does(
 
     assert alone.comparable() == first.comparable()
     assert alone.header(b"date") is not None
-    upstream_saw = raw_upstream.seen
-    assert upstream_saw[0][:2] == upstream_saw[1][:2] == (method.encode(), target.encode())
-    assert upstream_saw[0][2] == upstream_saw[1][2]  # the same headers, in the same order
-    assert upstream_saw[0][3] == upstream_saw[1][3] == body
+    ours, theirs = raw_upstream.seen[seen : seen + 2]
+    assert ours[:2] == theirs[:2] == (method.encode(), target.encode())
+    assert ours[2] == theirs[2]  # the same headers, in the same order
+    assert ours[3] == theirs[3] == body
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    headers=st.lists(
+        st.tuples(
+            st.one_of(
+                st.from_regex(r"X-[A-Za-z0-9-]{1,20}", fullmatch=True),
+                st.sampled_from(["Accept", "User-Agent", "Cookie", "Authorization", "Forwarded",
+                                 "X-Forwarded-For", "X-Forwarded-Proto", "Content-Type", "TE"]),
+            ),
+            st.from_regex(r"[!-~]([ !-~]{0,40}[!-~])?", fullmatch=True),
+        ),
+        max_size=12,
+        unique_by=lambda pair: pair[0].lower(),  # no repeated singleton (aiohttp refuses it)
+    ),
+    size=st.integers(0, 3000),
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+    target=st.sampled_from(sorted(ANSWERS)),
+)  # fmt: skip
+async def test_any_plain_request_is_answered_as_aiohttp_answers_it(
+    front: TestClient[Any, Any],
+    raw_upstream: RawUpstream,
+    headers: list[tuple[str, str]],
+    size: int,
+    method: str,
+    target: str,
+) -> None:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    body = bytes(i % 251 for i in range(size))
+    await both_ways(front, raw_upstream, method, target, extra, body)
 
 
 HANDED_OVER = [
