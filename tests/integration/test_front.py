@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
+from atkproxy.app import create_app
 from atkproxy.front import Front
 from atkproxy.inflight import InFlight
+from atkproxy.observability import ACCESS, AccessLogger
+from atkproxy.server import ProxyRunner
 
-from .conftest import ProxyFactory
+from .conftest import ProxyFactory, proxy_settings
 from .support import until
 
 LARGE = bytes(range(256)) * 4096  # 1 MiB
@@ -64,7 +71,7 @@ class RawUpstream:
         with contextlib.suppress(ConnectionError):
             async for method, target, headers, body in _requests(reader):
                 self.seen.append((method, target, headers, body))
-                writer.write(ANSWERS[target.decode()])
+                writer.write(ANSWERS[target.decode().partition("?")[0]])
                 await writer.drain()
         writer.close()
 
@@ -344,12 +351,24 @@ async def test_an_upstream_that_is_gone_gets_a_json_502(make_proxy: ProxyFactory
     await upstream.server.wait_closed()
     client = await make_proxy(url, automatiko=False)
     reader, writer = await connect(client)
-    writer.write(request("GET", "/json"))
-    reply = await read_reply(reader)
+    with capture_logs() as logs:
+        writer.write(request("GET", "/json?q=secret"))
+        reply = await read_reply(reader)
     assert reply.status_line == b"HTTP/1.1 502 Bad Gateway"
     assert reply.header(b"content-type") == b"application/json; charset=utf-8"
-    assert b'"status": 502' in reply.body
-    assert served_by(client, writer) == "Front"
+    assert reply.header(b"date") is not None and reply.header(b"connection") is None
+    error = json.loads(reply.body)
+    assert error["status"] == 502 and error["error"].startswith("upstream not reached: ")
+    warned = [e for e in logs if e["event"] == "upstream error"]
+    assert warned == [
+        {"event": "upstream error", "log_level": "warning", "status": 502,
+         "reason": error["error"], "method": "GET", "path": "/json"}
+    ]  # fmt: skip
+    writer.write(request("GET", "/json", "Connection: close\r\n"))  # the connection was kept
+    reply = await read_reply(reader)
+    assert (reply.status_line, reply.header(b"connection")) == (b"HTTP/1.1 502 Bad Gateway",
+                                                                b"close")  # fmt: skip
+    assert await reader.read() == b""
     writer.close()
 
 
@@ -385,16 +404,22 @@ async def test_an_idle_connection_closes_after_the_keepalive_timeout(
     config = {"listen": {"keepalive_timeout": "0.3s", "header_timeout": "0.2s"}}
     client = await make_proxy(await raw_upstream.start(), config, automatiko=False)
     reader, writer = await connect(client)  # sends nothing: closed at the header timeout
-    async with asyncio.timeout(5):
-        assert await reader.read() == b""
+    with capture_logs() as logs:
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+    assert [e["event"] for e in logs] == [
+        "connection closed: no complete request header within listen.header_timeout"
+    ]
     reader, writer = await connect(client)
     writer.write(request("GET", "/json"))
     assert (await read_reply(reader)).body == b'{"a": true}'
     loop = asyncio.get_running_loop()
     answered = loop.time()
-    async with asyncio.timeout(5):
-        assert await reader.read() == b""
+    with capture_logs() as logs:
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
     assert loop.time() - answered >= 0.25  # not before the keep-alive timeout (less timer slack)
+    assert logs == []  # an idle keep-alive connection closes without a word
 
 
 async def test_a_request_in_service_is_in_flight(make_proxy: ProxyFactory) -> None:
@@ -429,3 +454,112 @@ def front_of(client: TestClient[Any, Any], writer: asyncio.StreamWriter) -> obje
         if transport is not None and transport.get_extra_info("peername") == local:
             return conn
     return None
+
+
+async def test_a_client_that_reads_slowly_holds_the_upstream_back(make_proxy: ProxyFactory) -> None:
+    """Backpressure: while the client reads nothing, the upstream cannot write a large
+    answer; once the client reads, all of it arrives, in order."""
+    size, part, written = 64 << 20, 256 << 10, [0]
+    done = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+        for offset in range(0, size, part):
+            writer.write(bytes([offset // part % 251]) * part)
+            await writer.drain()
+            written[0] += part
+        writer.close()
+        done.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = await make_proxy(f"http://127.0.0.1:{port}", automatiko=False)
+    reader, writer = await connect(client)
+    writer.write(request("GET", "/large"))
+    await reader.readuntil(b"\r\n\r\n")
+    with pytest.raises(TimeoutError):  # buffers on the way hold far less than 64 MiB
+        async with asyncio.timeout(1.0):
+            await done.wait()
+    assert written[0] < size
+    got = await read_chunked(reader)
+    assert (
+        len(got) == size and got[:part] == bytes([0]) * part and got[-1] == (size // part - 1) % 251
+    )
+    writer.close()
+    server.close()
+
+
+async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
+    while (line := await reader.readuntil(b"\r\n")) != b"0\r\n":
+        body += await reader.readexactly(int(line, 16))
+        await reader.readexactly(2)
+    return bytes(body)
+
+
+async def test_the_shutdown_closes_idle_connections_and_lets_a_busy_one_finish(
+    make_proxy: ProxyFactory,
+) -> None:
+    release = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"/hold" in head:
+                await release.wait()
+            writer.write(ANSWERS["/json"])
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = await make_proxy(f"http://127.0.0.1:{port}", automatiko=False)
+    idle_reader, idle_writer = await connect(client)
+    idle_writer.write(request("GET", "/json"))
+    assert (await read_reply(idle_reader)).body == b'{"a": true}'
+    busy_reader, busy_writer = await connect(client)
+    busy_writer.write(request("GET", "/hold"))
+    in_flight: InFlight = client.server.runner._in_flight  # type: ignore[union-attr]
+    await until(lambda: in_flight.count == 1)
+    runner = client.server.runner
+    assert runner is not None and runner.server is not None
+    runner.server.pre_shutdown()  # what the runner's cleanup does first
+    async with asyncio.timeout(5):
+        assert await idle_reader.read() == b""  # closed at once
+    stopping = asyncio.create_task(runner.server.shutdown(5.0))
+    release.set()
+    reply = await read_reply(busy_reader)  # answered, with no promise of more
+    assert (reply.body, reply.header(b"connection")) == (b'{"a": true}', b"close")
+    async with asyncio.timeout(5):
+        assert await busy_reader.read() == b""
+        await stopping
+    server.close()
+
+
+async def test_each_request_on_the_front_has_its_access_line(
+    raw_upstream: RawUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access = logging.getLogger(ACCESS)
+    monkeypatch.setattr(access, "level", logging.INFO)
+    app = create_app(proxy_settings(await raw_upstream.start(), automatiko=False))
+    runner = ProxyRunner(app, access_log=access, access_log_class=AccessLogger)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        with capture_logs() as logs:
+            for target in ("/json?token=secret", "/chunked", "/large"):
+                writer.write(request("GET", target))
+                await read_reply(reader)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    lines = [{k: v for k, v in e.items() if k != "duration"} for e in logs]
+    line = {"event": "request", "log_level": "info", "method": "GET", "status": 200,
+            "mode": "sync", "job": None}  # fmt: skip
+    assert lines == [
+        {**line, "path": "/json", "bytes": 11},
+        {**line, "path": "/chunked", "bytes": 5},
+        {**line, "path": "/large", "bytes": len(LARGE)},
+    ]
+    assert all(0 < e["duration"] < 5 for e in logs)
