@@ -357,6 +357,7 @@ async def test_an_upstream_that_is_gone_gets_a_json_502(make_proxy: ProxyFactory
     assert reply.status_line == b"HTTP/1.1 502 Bad Gateway"
     assert reply.header(b"content-type") == b"application/json; charset=utf-8"
     assert reply.header(b"date") is not None and reply.header(b"connection") is None
+    assert reply.header(b"server") is not None
     error = json.loads(reply.body)
     assert error["status"] == 502 and error["error"].startswith("upstream not reached: ")
     warned = [e for e in logs if e["event"] == "upstream error"]
@@ -563,3 +564,84 @@ async def test_each_request_on_the_front_has_its_access_line(
         {**line, "path": "/large", "bytes": len(LARGE)},
     ]
     assert all(0 < e["duration"] < 5 for e in logs)
+
+
+async def test_an_answer_cut_short_by_the_upstream_cuts_the_client_line(
+    make_proxy: ProxyFactory,
+) -> None:
+    """Past the head, a failure cannot be answered: the client sees the connection end
+    before the promised body, and one warning says why."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = await make_proxy(f"http://127.0.0.1:{port}", automatiko=False)
+    reader, writer = await connect(client)
+    with capture_logs() as logs:
+        writer.write(request("GET", "/cut"))
+        head = await reader.readuntil(b"\r\n\r\n")
+        async with asyncio.timeout(5):
+            rest = await reader.read()  # to the end of the connection
+    assert b"Content-Length: 100000" in head and rest == b"x" * 10
+    assert [(e["event"], e["path"]) for e in logs] == [("upstream failed mid-answer", "/cut")]
+    server.close()
+
+
+async def test_a_client_gone_before_the_upstream_failed_is_an_info_line(
+    make_proxy: ProxyFactory,
+) -> None:
+    release, asked = asyncio.Event(), asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        asked.set()
+        await release.wait()
+        writer.close()  # no answer at all
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = await make_proxy(f"http://127.0.0.1:{port}", automatiko=False)
+    in_flight: InFlight = client.server.runner._in_flight  # type: ignore[union-attr]
+    _, writer = await connect(client)
+    with capture_logs() as logs:
+        writer.write(request("POST", "/gone", "", b"{}"))
+        async with asyncio.timeout(5):
+            await asked.wait()
+        writer.close()
+        await until(lambda: served_by(client, writer) == "gone")
+        release.set()
+        await until(lambda: in_flight.count == 0)
+    assert [(e["event"], e["method"], e["path"]) for e in logs] == [
+        ("client went away", "POST", "/gone")
+    ]
+    server.close()
+
+
+async def test_the_shutdown_cuts_a_request_that_outlives_its_timeout(
+    make_proxy: ProxyFactory,
+) -> None:
+    held = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        held.set()
+        await asyncio.Event().wait()  # never answers
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = await make_proxy(f"http://127.0.0.1:{port}", automatiko=False)
+    reader, writer = await connect(client)
+    writer.write(request("GET", "/held"))
+    async with asyncio.timeout(5):
+        await held.wait()
+    runner = client.server.runner
+    assert runner is not None and runner.server is not None
+    async with asyncio.timeout(5):
+        await runner.server.shutdown(0.2)
+        assert await reader.read() == b""  # cut, with no answer
+    server.close()
