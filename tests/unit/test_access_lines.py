@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -79,4 +80,7 @@ def test_the_json_access_line_has_the_shared_fields(level: int, written: bool) -
         "path": "/x",
         "status": 200,
     }
-    assert line["timestamp"].endswith("Z")
+    assert list(line) == ["logger", "method", "path", "status", "event", "level", "timestamp"]
+    stamp = datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+    assert line["timestamp"].endswith("Z") and stamp.tzinfo == UTC
+    assert abs((datetime.now(UTC) - stamp).total_seconds()) < 60
