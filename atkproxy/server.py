@@ -1,8 +1,10 @@
-"""Serving the application with pass-through and async accepts on aiohttp's low-level path.
+"""Serving the application: the front door first, then aiohttp's low-level path.
 
-aiohttp's Application sends every request through its router, match info and middleware chain.
-The two paths a proxy lives on need none of it: `ProxyRunner` installs `Dispatcher` as the
-server's request handler, which hands a request without the async opt-in straight to
+`ProxyRunner` makes every connection of the main listener start on `front.Front`, which
+serves plain pass-through itself and hands any other request's connection to aiohttp's
+server. There, aiohttp's Application would send every request through its router, match
+info and middleware chain; the two paths a proxy lives on need none of it: `Dispatcher` is
+the server's request handler, which hands a request without the async opt-in straight to
 `proxy.PassThrough`, an async start (a valid opt-in on POST, PUT, PATCH or DELETE) straight
 to the `Acceptor`, and everything else (the management API under its prefix, a request with
 Expect, one whose target is not a path, one the mode check rejects) to the application as
