@@ -31,19 +31,17 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
-import httptools
 import structlog
 from aiohttp import web_response
 from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http_parser import SINGLETON_HEADERS
 from aiohttp.web_protocol import RequestHandler
 
 from .connections import GuardedServer
 from .headers import forward_headers, response_headers
 from .http1 import Connection
 from .inflight import InFlight
-from .jobs import Headers
 from .observability import access_line
+from .plain import PlainReader, PlainRequest
 from .proxy import NO_BODY, PassThrough
 from .upstream import CHUNK, Answer, UpstreamError, declared_length, error_body
 
@@ -52,10 +50,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("atkproxy.proxy")
 
-# request headers that only aiohttp's path handles (the opt-in and its refusals, 100-continue,
-# upgrades, chunked bodies)
-_ROUTED = frozenset({b"expect", b"upgrade", b"transfer-encoding", b"x-atk-mode", b"prefer"})
-_SINGLETON = frozenset(name.encode() for name in SINGLETON_HEADERS)
 _JSON = "application/json; charset=utf-8"
 
 
@@ -87,22 +81,6 @@ class FrontServer(GuardedServer):
         return self._listen
 
 
-class _Request:
-    """One request as httptools gave it."""
-
-    __slots__ = ("body", "host", "keep", "method", "pairs", "plain", "seen", "target")
-
-    def __init__(self) -> None:
-        self.target = b""
-        self.pairs: Headers = []
-        self.body: list[bytes] = []
-        self.host: str | None = None
-        self.plain = True  # nothing so far that only aiohttp's path handles
-        self.seen: set[bytes] = set()
-        self.method = ""
-        self.keep = True  # the client keeps the connection (HTTP/1.1 and no Connection: close)
-
-
 class Front(asyncio.Protocol):
     """One client connection, served here while its requests are plain pass-through."""
 
@@ -110,11 +88,8 @@ class Front(asyncio.Protocol):
         self._server = server
         self._door = door
         self._loop = asyncio.get_running_loop()
-        self._parser = httptools.HttpRequestParser(self)
+        self._reader = PlainReader(door.prefix)
         self._transport: asyncio.Transport | None = None
-        self._request = _Request()
-        self._messages = 0  # begun in the current read
-        self._complete = False
         self._busy = False  # a request is being answered
         self._queued = bytearray()  # what came meanwhile
         self._closing = False
@@ -125,7 +100,7 @@ class Front(asyncio.Protocol):
         self._limit = server.listen.header_timeout  # idle limit: keepalive_timeout after a request
         self._watch: asyncio.TimerHandle | None = None
         self._worker: asyncio.Task[None] | None = None  # answers the requests, in turn
-        self._pending: tuple[_Request, str] | None = None  # the next request and its target
+        self._pending: PlainRequest | None = None  # the next request
         self._wake: asyncio.Future[None] | None = None  # the worker waits on it between requests
         self._ended = False  # closed, or handed over: the worker stops
 
@@ -187,72 +162,19 @@ class Front(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    # -- httptools' callbacks
-
-    def on_message_begin(self) -> None:
-        self._messages += 1
-        if self._messages == 1:
-            self._request = _Request()
-
-    def on_url(self, url: bytes) -> None:
-        self._request.target += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        request, lower = self._request, name.lower()
-        text = value.decode("utf-8", "surrogateescape")
-        request.pairs.append((name.decode("utf-8", "surrogateescape"), text))
-        if lower in _SINGLETON:
-            if lower in request.seen or lower in _ROUTED:
-                request.plain = False  # a repeat: aiohttp answers it 400
-            request.seen.add(lower)
-            if lower == b"host":
-                request.host = text
-            elif lower == b"content-length" and not (value.isdigit() and int(value) <= CHUNK):
-                request.plain = False  # streamed by aiohttp's path
-        elif lower in _ROUTED:
-            request.plain = False
-
-    def on_headers_complete(self) -> None:
-        self._request.keep = self._parser.should_keep_alive()
-
-    def on_body(self, body: bytes) -> None:
-        self._request.body.append(body)
-
-    def on_message_complete(self) -> None:
-        self._complete = True
-
     # -- reading, and handing over
 
     def _read(self, data: bytes) -> None:
-        self._messages, self._complete = 0, False
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._hand_over(data)  # aiohttp's parser says what is wrong
-            return
-        target = self._servable()
-        if target is None:
+        request = self._reader.read(data)
+        if request is None:
             self._hand_over(data)
             return
         self._busy = True
-        self._pending = (self._request, target)
+        self._pending = request
         if self._worker is None:
             self._worker = self._loop.create_task(self._work())
         elif self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
-
-    def _servable(self) -> str | None:
-        """The request's target when this read held one whole plain pass-through request."""
-        request = self._request
-        if self._messages != 1 or not self._complete or not request.plain:
-            return None
-        target = request.target.decode("utf-8", "surrogateescape")
-        if not target.startswith("/") or "%" in target or target.startswith(self._door.prefix):
-            return None
-        if request.host is None or self._parser.get_http_version() != "1.1":
-            return None
-        request.method = self._parser.get_method().decode("ascii", "surrogateescape")
-        return target
 
     def _hand_over(self, data: bytes) -> None:
         """The connection to aiohttp's protocol, from the first byte of this request on."""
@@ -278,9 +200,8 @@ class Front(asyncio.Protocol):
                 self._wake = self._loop.create_future()
                 await self._wake  # the next request, or the end
                 continue
-            request, target = self._pending
-            self._pending = None
-            await self._answer(request, target)
+            request, self._pending = self._pending, None
+            await self._answer(request)
 
     def _end(self) -> None:
         """No more requests here: the worker stops."""
@@ -288,45 +209,45 @@ class Front(asyncio.Protocol):
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def _answer(self, request: _Request, target: str) -> None:
+    async def _answer(self, request: PlainRequest) -> None:
         """Answer one request, then go on with the connection."""
         door = self._door
         started = self._loop.time()
         door.in_flight.enter()
         status, size = 500, 0
         try:
-            status, size = await self._relay(request, target)
+            status, size = await self._relay(request)
         except Exception:
-            log.exception("request failed", method=request.method, path=_path(target))
+            log.exception("request failed", method=request.method, path=_path(request.target))
             self._abort()
         finally:
             door.in_flight.leave()
         door.passing.metrics.request("sync", status)
         if door.access:
             duration = self._loop.time() - started
-            access_line(request.method, _path(target), status, duration, size, None)
+            access_line(request.method, _path(request.target), status, duration, size, None)
         self._done(request.keep)
 
-    async def _relay(self, request: _Request, target: str) -> tuple[int, int]:
+    async def _relay(self, request: PlainRequest) -> tuple[int, int]:
         """Relay to the upstream; the status and the body bytes sent back."""
         passing = self._door.passing
         headers = forward_headers(
             request.pairs, self._peer, self._scheme, request.host, passing.trusted
         )
-        body = b"".join(request.body) if request.body else None
         upstream, started = passing.upstream, time.perf_counter()
+        method, target, body = request.method, request.target, request.body
         try:
-            conn, answer = await upstream.exchange(request.method, target, headers, body)
+            conn, answer = await upstream.exchange(method, target, headers, body)
         except UpstreamError as exc:
-            return self._failed(request, target, exc)
+            return self._failed(request, exc)
         try:
             passing.metrics.upstream_answered(started)
-            return await self._send(request, target, conn, answer)
+            return await self._send(request, conn, answer)
         finally:
             upstream.release(conn)
 
     async def _send(
-        self, request: _Request, target: str, conn: Connection, answer: Answer
+        self, request: PlainRequest, conn: Connection, answer: Answer
     ) -> tuple[int, int]:
         status, head_only = answer.status, request.method == "HEAD"
         keep = request.keep and not self._closing
@@ -340,11 +261,11 @@ class Front(asyncio.Protocol):
         try:
             return status, await self._stream(answer, keep)
         except ConnectionError:
-            log.info("client went away", method=request.method, path=_path(target))
+            log.info("client went away", method=request.method, path=_path(request.target))
             return status, 0
         except UpstreamError as exc:
             log.warning("upstream failed mid-answer", reason=str(exc), method=request.method,
-                        path=_path(target))  # fmt: skip
+                        path=_path(request.target))  # fmt: skip
             self._abort()
             return status, 0
 
@@ -363,12 +284,12 @@ class Front(asyncio.Protocol):
             self._write(b"0\r\n\r\n")
         return sent
 
-    def _failed(self, request: _Request, target: str, exc: UpstreamError) -> tuple[int, int]:
+    def _failed(self, request: PlainRequest, exc: UpstreamError) -> tuple[int, int]:
         if self._transport_gone():
-            log.info("client went away", method=request.method, path=_path(target))
+            log.info("client went away", method=request.method, path=_path(request.target))
         else:
             log.warning("upstream error", status=exc.status, reason=str(exc),
-                        method=request.method, path=_path(target))  # fmt: skip
+                        method=request.method, path=_path(request.target))  # fmt: skip
         body = error_body(exc.status, str(exc))
         keep = request.keep and not self._closing
         self._write(_error_head(exc.status, keep, len(body)) + body)

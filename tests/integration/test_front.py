@@ -290,6 +290,7 @@ HANDED_OVER = [
     (request("POST", "/json", "Content-Type: text/plain\r\n", b"x" * 70_000), "a large body"),
     (request("GET", "/json", "Host: b\r\n"), "two Host headers"),
     (request("GET", "/json", "Expect: 100-continue\r\n"), "Expect"),
+    (request("GET", "/json", "Connection: Upgrade\r\nUpgrade: websocket\r\n"), "an upgrade"),
     (request("GET", "http://svc.example/json"), "an absolute target"),
 ]
 
