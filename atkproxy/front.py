@@ -153,9 +153,11 @@ class Front(asyncio.Protocol):
             self._transport.close()
 
     async def shutdown(self, timeout: float | None) -> None:  # noqa: ASYNC109
+        """The answer in progress gets `timeout` seconds, then it is cancelled and the
+        connection cut (aiohttp's server calls this for each connection at its cleanup)."""
         self.close()
         if self._worker is not None and not self._worker.done():
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(TimeoutError):  # then cut, below
                 async with asyncio.timeout(timeout):
                     await asyncio.shield(self._worker)
             self._worker.cancel()
