@@ -30,6 +30,7 @@ from .settings import Listen
 
 log = structlog.get_logger("atkproxy.http")
 LISTEN = web.AppKey("listen", Listen)
+HEADER_LATE = "connection closed: no complete request header within listen.header_timeout"
 
 
 class GuardedHandler(RequestHandler):
@@ -97,7 +98,7 @@ class GuardedHandler(RequestHandler):
     def _header_late(self) -> None:
         self._header_deadline = None
         if self._waiting_for_header() and self.transport is not None:
-            log.info("connection closed: no complete request header within listen.header_timeout")
+            log.info(HEADER_LATE)
             self.force_close()
 
     def _refuse(self, transport: asyncio.BaseTransport) -> None:

@@ -36,13 +36,13 @@ from aiohttp import web_response
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.web_protocol import RequestHandler
 
-from .connections import GuardedServer
+from .connections import HEADER_LATE, GuardedServer
 from .headers import forward_headers, response_headers
 from .http1 import Connection
 from .inflight import InFlight
 from .observability import access_line
 from .plain import PlainReader, PlainRequest
-from .proxy import NO_BODY, PassThrough
+from .proxy import NO_BODY, PassThrough, failure
 from .upstream import CHUNK, Answer, UpstreamError, declared_length, error_body
 
 if TYPE_CHECKING:
@@ -263,11 +263,10 @@ class Front(asyncio.Protocol):
         try:
             return status, await self._stream(answer, keep)
         except ConnectionError:
-            log.info("client went away", method=request.method, path=_path(request.target))
+            failure(request.method, _path(request.target), None)
             return status, 0
         except UpstreamError as exc:
-            log.warning("upstream failed mid-answer", reason=str(exc), method=request.method,
-                        path=_path(request.target))  # fmt: skip
+            failure(request.method, _path(request.target), exc, mid_answer=True)
             self._abort()
             return status, 0
 
@@ -287,11 +286,7 @@ class Front(asyncio.Protocol):
         return sent
 
     def _failed(self, request: PlainRequest, exc: UpstreamError) -> tuple[int, int]:
-        if self._transport_gone():
-            log.info("client went away", method=request.method, path=_path(request.target))
-        else:
-            log.warning("upstream error", status=exc.status, reason=str(exc),
-                        method=request.method, path=_path(request.target))  # fmt: skip
+        failure(request.method, _path(request.target), None if self._transport_gone() else exc)
         body = error_body(exc.status, str(exc))
         keep = request.keep and not self._closing
         self._write(_error_head(exc.status, keep, len(body)) + body)
@@ -342,7 +337,7 @@ class Front(asyncio.Protocol):
             return
         self._watch = None
         if self._worker is None:  # no request came
-            log.info("connection closed: no complete request header within listen.header_timeout")
+            log.info(HEADER_LATE)
         if self._transport is not None:
             self._transport.close()
 

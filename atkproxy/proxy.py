@@ -96,17 +96,22 @@ class PassThrough:
 
 
 def upstream_failed(request: web.Request, exc: UpstreamError) -> web.Response:
-    if client_gone(request):  # its body stopped coming: not the upstream's fault
-        log.info("client went away", method=request.method, path=request.path)
-    else:
-        log.warning(
-            "upstream error",
-            status=exc.status,
-            reason=str(exc),
-            method=request.method,
-            path=request.path,
-        )
+    # a client whose body stopped coming: not the upstream's fault
+    failure(request.method, request.path, None if client_gone(request) else exc)
     return json_error(exc.status, str(exc))
+
+
+def failure(method: str, path: str, exc: UpstreamError | None, mid_answer: bool = False) -> None:
+    """The one line for a pass-through request left unanswered, on either path: the client
+    went away (`exc` None, an info line), or the upstream failed before its answer's head or
+    after it (`mid_answer`)."""
+    if exc is None:
+        log.info("client went away", method=method, path=path)
+    elif mid_answer:
+        log.warning("upstream failed mid-answer", reason=str(exc), method=method, path=path)
+    else:
+        log.warning("upstream error", status=exc.status, reason=str(exc), method=method,
+                    path=path)  # fmt: skip
 
 
 def request_body(request: web.Request) -> Body | EllipsisType:
@@ -144,11 +149,9 @@ async def relay(request: web.Request, answer: Answer) -> web.StreamResponse:
             await response.write(chunk)
         await response.write_eof()
     except ConnectionError:
-        log.info("client went away", method=request.method, path=request.path)
+        failure(request.method, request.path, None)
     except UpstreamError as exc:
-        log.warning(
-            "upstream failed mid-answer", reason=str(exc), method=request.method, path=request.path
-        )
+        failure(request.method, request.path, exc, mid_answer=True)
         if request.transport is not None:
             request.transport.close()
     return response

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import strategies as st
 
 from atkproxy.jobs import Job, JobState
 from atkproxy.keys import ENGINE
@@ -185,3 +186,8 @@ async def until(check: Callable[[], bool], deadline: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < end, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+# header names and values any HTTP/1.1 peer must pass as they are (hypothesis strategies)
+EXTENSION_HEADER_NAMES = st.from_regex(r"X-[A-Za-z0-9-]{1,20}", fullmatch=True)
+HEADER_VALUES = st.from_regex(r"[!-~]([ !-~]{0,40}[!-~])?", fullmatch=True)

@@ -32,7 +32,7 @@ from atkproxy.observability import ACCESS, AccessLogger
 from atkproxy.server import ProxyRunner
 
 from .conftest import ProxyFactory, proxy_settings
-from .support import until
+from .support import EXTENSION_HEADER_NAMES, HEADER_VALUES, until
 
 LARGE = bytes(range(256)) * 4096  # 1 MiB
 
@@ -57,10 +57,12 @@ ANSWERS: dict[str, bytes] = {
 
 @dataclass
 class RawUpstream:
-    """Answers each request with ANSWERS[path]; records what it got."""
+    """Answers each request with ANSWERS[path]; records what it got. `/hold` is answered as
+    `/json` once `release` is set."""
 
     seen: list[tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes]] = field(default_factory=list)
     server: asyncio.Server | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -71,7 +73,10 @@ class RawUpstream:
         with contextlib.suppress(ConnectionError):
             async for method, target, headers, body in _requests(reader):
                 self.seen.append((method, target, headers, body))
-                writer.write(ANSWERS[target.decode().partition("?")[0]])
+                path = target.decode().partition("?")[0]
+                if path == "/hold":
+                    await self.release.wait()
+                writer.write(ANSWERS["/json" if path == "/hold" else path])
                 await writer.drain()
         writer.close()
 
@@ -189,18 +194,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("method", "target", "extra", "body"), CASES, ids=[f"{m} {t} {e!r}" for m, t, e, _ in CASES]
-)
+@pytest.mark.parametrize("case", CASES, ids=[f"{m} {t} {e!r}" for m, t, e, _ in CASES])
 async def test_the_front_answers_as_aiohttps_path_does(
-    front: TestClient[Any, Any],
-    raw_upstream: RawUpstream,
-    method: str,
-    target: str,
-    extra: str,
-    body: bytes,
+    front: TestClient[Any, Any], raw_upstream: RawUpstream, case: tuple[str, str, str, bytes]
 ) -> None:
-    await both_ways(front, raw_upstream, method, target, extra, body)
+    await both_ways(front, raw_upstream, *case)
 
 
 async def both_ways(
@@ -250,11 +248,11 @@ async def both_ways(
     headers=st.lists(
         st.tuples(
             st.one_of(
-                st.from_regex(r"X-[A-Za-z0-9-]{1,20}", fullmatch=True),
+                EXTENSION_HEADER_NAMES,
                 st.sampled_from(["Accept", "User-Agent", "Cookie", "Authorization", "Forwarded",
                                  "X-Forwarded-For", "X-Forwarded-Proto", "Content-Type", "TE"]),
             ),
-            st.from_regex(r"[!-~]([ !-~]{0,40}[!-~])?", fullmatch=True),
+            HEADER_VALUES,
         ),
         max_size=12,
         unique_by=lambda pair: pair[0].lower(),  # no repeated singleton (aiohttp refuses it)
@@ -424,29 +422,53 @@ async def test_an_idle_connection_closes_after_the_keepalive_timeout(
     assert logs == []  # an idle keep-alive connection closes without a word
 
 
-async def test_a_request_in_service_is_in_flight(make_proxy: ProxyFactory) -> None:
-    release = asyncio.Event()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        await release.wait()
-        writer.write(ANSWERS["/json"])
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = await make_proxy(f"http://127.0.0.1:{port}", automatiko=False)
-    in_flight: InFlight = client.server.runner._in_flight  # type: ignore[union-attr]
-    reader, writer = await connect(client)
-    writer.write(request("GET", "/json"))
+async def test_a_request_in_service_is_in_flight(
+    front: TestClient[Any, Any], raw_upstream: RawUpstream
+) -> None:
+    in_flight: InFlight = front.server.runner._in_flight  # type: ignore[union-attr]
+    reader, writer = await connect(front)
+    writer.write(request("GET", "/hold"))
     await until(lambda: in_flight.count == 1)
     assert not in_flight.idle.is_set()
-    release.set()
+    raw_upstream.release.set()
     assert (await read_reply(reader)).body == b'{"a": true}'
     assert in_flight.count == 0 and in_flight.idle.is_set()
-    assert isinstance(front_of(client, writer), Front)
+    assert isinstance(front_of(front, writer), Front)
     writer.close()
-    server.close()
+
+
+async def test_what_comes_while_a_request_is_answered_waits_its_turn(
+    front: TestClient[Any, Any], raw_upstream: RawUpstream
+) -> None:
+    """A client that sends on before its answer: the bytes wait (reading pauses past 64 KiB),
+    then are read in turn, and reading resumes for what follows."""
+    in_flight: InFlight = front.server.runner._in_flight  # type: ignore[union-attr]
+    reader, writer = await connect(front)
+    writer.write(request("GET", "/hold"))
+    await until(lambda: in_flight.count == 1)
+    writer.write(request("GET", "/untyped"))  # whole, but read only after the first answer
+    await until(lambda: len(raw_upstream.seen) == 1)
+    raw_upstream.release.set()
+    assert (await read_reply(reader)).body == b'{"a": true}'
+    assert (await read_reply(reader)).body == b"abc"
+    assert served_by(front, writer) == "Front"  # the waiting request was plain: served here
+
+    raw_upstream.release.clear()
+    writer.write(request("GET", "/hold"))
+    await until(lambda: in_flight.count == 1)
+    conn = front_of(front, writer)
+    assert isinstance(conn, Front) and conn._transport is not None
+    body = b"x" * 65_500  # a plain body (at most 64 KiB); with its head, over 64 KiB
+    writer.write(request("POST", "/reason", "", body))
+    await until(lambda: not conn._transport.is_reading())  # reading paused meanwhile
+    raw_upstream.release.set()
+    assert (await read_reply(reader)).body == b'{"a": true}'
+    assert (await read_reply(reader)).status_line == b"HTTP/1.1 201 Made It"
+    assert raw_upstream.seen[-1][3] == body
+    writer.write(request("GET", "/untyped"))  # reading resumed
+    assert (await read_reply(reader)).body == b"abc"
+    assert served_by(front, writer) == "Front"
+    writer.close()
 
 
 def front_of(client: TestClient[Any, Any], writer: asyncio.StreamWriter) -> object:
@@ -501,40 +523,30 @@ async def read_chunked(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_the_shutdown_closes_idle_connections_and_lets_a_busy_one_finish(
-    make_proxy: ProxyFactory,
+    front: TestClient[Any, Any], raw_upstream: RawUpstream
 ) -> None:
-    release = asyncio.Event()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            if b"/hold" in head:
-                await release.wait()
-            writer.write(ANSWERS["/json"])
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = await make_proxy(f"http://127.0.0.1:{port}", automatiko=False)
-    idle_reader, idle_writer = await connect(client)
+    idle_reader, idle_writer = await connect(front)
     idle_writer.write(request("GET", "/json"))
     assert (await read_reply(idle_reader)).body == b'{"a": true}'
-    busy_reader, busy_writer = await connect(client)
+    idle_front = front_of(front, idle_writer)
+    assert isinstance(idle_front, Front)
+    busy_reader, busy_writer = await connect(front)
     busy_writer.write(request("GET", "/hold"))
-    in_flight: InFlight = client.server.runner._in_flight  # type: ignore[union-attr]
+    in_flight: InFlight = front.server.runner._in_flight  # type: ignore[union-attr]
     await until(lambda: in_flight.count == 1)
-    runner = client.server.runner
+    runner = front.server.runner
     assert runner is not None and runner.server is not None
     runner.server.pre_shutdown()  # what the runner's cleanup does first
     async with asyncio.timeout(5):
         assert await idle_reader.read() == b""  # closed at once
+    await until(lambda: idle_front._worker is not None and idle_front._worker.done())
     stopping = asyncio.create_task(runner.server.shutdown(5.0))
-    release.set()
+    raw_upstream.release.set()
     reply = await read_reply(busy_reader)  # answered, with no promise of more
     assert (reply.body, reply.header(b"connection")) == (b'{"a": true}', b"close")
     async with asyncio.timeout(5):
         assert await busy_reader.read() == b""
         await stopping
-    server.close()
 
 
 async def test_each_request_on_the_front_has_its_access_line(
