@@ -155,7 +155,7 @@ def parse_url(value: str) -> URL:
         raise Refused(f"URL longer than {MAX_URL} characters")
     try:
         url = URL(value.strip())
-    except ValueError:
+    except (ValueError, IndexError):  # yarl raises IndexError for an empty `[]@` host part
         raise Refused("not a valid URL") from None
     if url.scheme not in ("http", "https") or not url.raw_host:
         raise Refused("not an absolute http or https URL")

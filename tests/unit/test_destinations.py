@@ -57,6 +57,7 @@ def refusal(p: Policy, url: str) -> str:
         ("http://[fe80::1]/cb", "link-local address fe80::1"),
         ("http://[fe80::1%25eth0]/cb", "IPv6 address with a zone"),
         ("http://[::1/cb", "not a valid URL"),
+        ("http://[]@/", "not a valid URL"),
         ("http://0.0.0.0/cb", "unspecified address 0.0.0.0"),
         ("http://0.1.2.3/cb", "unspecified address 0.1.2.3"),
         ("http://[::]/cb", "unspecified address ::"),
